@@ -1,0 +1,279 @@
+package protocol
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strings"
+	"unicode/utf8"
+)
+
+// Command names. Requests carry them case-insensitively; ParseRequest
+// returns them in this canonical upper-case form.
+const (
+	CmdRegister = "REGISTER"
+	CmdLogin    = "LOGIN"
+	CmdGet      = "GET"
+	CmdLogout   = "LOGOUT"
+	CmdWhoAmI   = "WHOAMI"
+	CmdPing     = "PING"
+	CmdQuit     = "QUIT"
+)
+
+// Commands lists the commands of protocol v1.
+var Commands = []string{CmdRegister, CmdLogin, CmdGet, CmdLogout, CmdWhoAmI, CmdPing, CmdQuit}
+
+// Login modes.
+const (
+	ModeSession = "session"
+	ModeToken   = "token"
+)
+
+// Resources that GET knows.
+const (
+	ResourceProtected = "protected"
+	ResourceAdmin     = "admin"
+)
+
+// Request is one parsed request line.
+type Request struct {
+	// ID is the raw JSON of the request's id (a string or a number), echoed
+	// back verbatim in the response; nil when the request had none.
+	ID  json.RawMessage
+	Cmd string // canonical upper-case command name
+
+	Username string
+	Password string
+	Mode     string // ModeSession or ModeToken; LOGIN only
+	Resource string // GET only
+	Token    string // optional bearer token for GET, LOGOUT, WHOAMI
+
+	Inline bool // the line used the inline (netcat) form
+}
+
+// wireRequest is the JSON shape of a request. Pointers tell a missing field
+// from an empty one where that matters.
+type wireRequest struct {
+	ID       json.RawMessage `json:"id"`
+	Cmd      *string         `json:"cmd"`
+	Username string          `json:"username"`
+	Password string          `json:"password"`
+	Mode     string          `json:"mode"`
+	Resource string          `json:"resource"`
+	Token    string          `json:"token"`
+}
+
+// maxEchoedCommand bounds how much of an unknown command is echoed in the
+// error message.
+const maxEchoedCommand = 32
+
+// TrimLine removes the line terminator ("\n" or "\r\n") and surrounding
+// spaces and tabs. An empty result is a blank line, which carries no
+// request and gets no response.
+func TrimLine(line []byte) []byte {
+	return bytes.Trim(line, " \t\r\n")
+}
+
+// ParseRequest parses one request line (without its terminator; see
+// TrimLine). A line that starts with "{" is JSON, anything else is the
+// inline form. On error the returned Request still carries the ID when it
+// could be read, so the error response can echo it.
+func ParseRequest(line []byte) (Request, *Error) {
+	if !utf8.Valid(line) {
+		return Request{}, Errorf(CodeBadRequest, "request is not valid UTF-8")
+	}
+	if len(line) > 0 && line[0] == '{' {
+		return parseJSON(line)
+	}
+	return parseInline(line)
+}
+
+func parseJSON(line []byte) (Request, *Error) {
+	var w wireRequest
+	// json.Unmarshal refuses anything after the first value, which is what
+	// makes a second object on the same line a 400.
+	if err := json.Unmarshal(line, &w); err != nil {
+		req := Request{ID: salvageID(line)}
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) && typeErr.Field != "" {
+			return req, Errorf(CodeBadRequest, "field %q must be a %s", typeErr.Field, expectedType(typeErr.Field))
+		}
+		return Request{}, Errorf(CodeBadRequest, "malformed JSON request: %s", jsonErrorText(err))
+	}
+	req := Request{
+		Username: w.Username,
+		Password: w.Password,
+		Mode:     w.Mode,
+		Resource: w.Resource,
+		Token:    w.Token,
+	}
+	if id, ok := validID(w.ID); ok {
+		req.ID = id
+	} else {
+		return req, Errorf(CodeBadRequest, "id must be a string or a number")
+	}
+	if w.Cmd == nil || *w.Cmd == "" {
+		return req, Errorf(CodeBadRequest, "missing cmd")
+	}
+	cmd, perr := canonicalCommand(*w.Cmd)
+	if perr != nil {
+		return req, perr
+	}
+	req.Cmd = cmd
+	return req, req.validate()
+}
+
+// validID accepts a JSON string or number (null counts as absent).
+func validID(raw json.RawMessage) (json.RawMessage, bool) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, true
+	}
+	switch c := raw[0]; {
+	case c == '"', c == '-', c >= '0' && c <= '9':
+		return raw, true
+	}
+	return nil, false
+}
+
+// salvageID recovers a valid id from a request that failed to decode
+// because of another field, so the error can still be matched to it.
+func salvageID(line []byte) json.RawMessage {
+	var probe struct {
+		ID json.RawMessage `json:"id"`
+	}
+	if json.Unmarshal(line, &probe) != nil {
+		return nil
+	}
+	id, _ := validID(probe.ID)
+	return id
+}
+
+func expectedType(field string) string {
+	if field == "id" {
+		return "string or a number"
+	}
+	return "string"
+}
+
+// jsonErrorText shortens encoding/json's messages to what helps a client.
+func jsonErrorText(err error) string {
+	var syn *json.SyntaxError
+	if errors.As(err, &syn) {
+		return strings.TrimPrefix(syn.Error(), "json: ")
+	}
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &typeErr) {
+		return "request must be a JSON object"
+	}
+	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+func canonicalCommand(name string) (string, *Error) {
+	for _, c := range Commands {
+		if strings.EqualFold(name, c) {
+			return c, nil
+		}
+	}
+	if len(name) > maxEchoedCommand {
+		name = name[:maxEchoedCommand] + "..."
+	}
+	return "", Errorf(CodeUnknownCommand, "unknown command %q", name)
+}
+
+// usage is the inline syntax of each command, quoted in errors.
+var usage = map[string]string{
+	CmdRegister: "REGISTER username password",
+	CmdLogin:    "LOGIN username password [session|token]",
+	CmdGet:      "GET resource [token]",
+	CmdLogout:   "LOGOUT [token]",
+	CmdWhoAmI:   "WHOAMI [token]",
+	CmdPing:     "PING",
+	CmdQuit:     "QUIT",
+}
+
+// Usage returns the inline syntax of a canonical command name.
+func Usage(cmd string) string { return usage[cmd] }
+
+// parseInline splits the line on runs of spaces and tabs, so inline
+// passwords and tokens cannot contain either; the JSON form has no such
+// limit.
+func parseInline(line []byte) (Request, *Error) {
+	fields := strings.Fields(string(line))
+	if len(fields) == 0 {
+		return Request{}, Errorf(CodeBadRequest, "empty request")
+	}
+	cmd, perr := canonicalCommand(fields[0])
+	if perr != nil {
+		return Request{}, perr
+	}
+	req := Request{Cmd: cmd, Inline: true}
+	args := fields[1:]
+	bad := func() (Request, *Error) {
+		return Request{Cmd: cmd, Inline: true}, Errorf(CodeBadRequest, "usage: %s", usage[cmd])
+	}
+	switch cmd {
+	case CmdRegister:
+		if len(args) != 2 {
+			return bad()
+		}
+		req.Username, req.Password = args[0], args[1]
+	case CmdLogin:
+		if len(args) < 2 || len(args) > 3 {
+			return bad()
+		}
+		req.Username, req.Password = args[0], args[1]
+		if len(args) == 3 {
+			req.Mode = args[2]
+		}
+	case CmdGet:
+		if len(args) < 1 || len(args) > 2 {
+			return bad()
+		}
+		req.Resource = args[0]
+		if len(args) == 2 {
+			req.Token = args[1]
+		}
+	case CmdLogout, CmdWhoAmI:
+		if len(args) > 1 {
+			return bad()
+		}
+		if len(args) == 1 {
+			req.Token = args[0]
+		}
+	case CmdPing, CmdQuit:
+		if len(args) != 0 {
+			return bad()
+		}
+	}
+	return req, req.validate()
+}
+
+// validate checks what each command needs, independent of the form the
+// request came in.
+func (r *Request) validate() *Error {
+	switch r.Cmd {
+	case CmdRegister, CmdLogin:
+		if r.Username == "" {
+			return Errorf(CodeBadRequest, "missing username")
+		}
+		if r.Password == "" {
+			return Errorf(CodeBadRequest, "missing password")
+		}
+		if r.Cmd == CmdLogin {
+			switch strings.ToLower(r.Mode) {
+			case "", ModeSession:
+				r.Mode = ModeSession
+			case ModeToken:
+				r.Mode = ModeToken
+			default:
+				return Errorf(CodeBadRequest, "mode must be %q or %q", ModeSession, ModeToken)
+			}
+		}
+	case CmdGet:
+		if r.Resource == "" {
+			return Errorf(CodeBadRequest, "missing resource")
+		}
+		r.Resource = strings.ToLower(r.Resource)
+	}
+	return nil
+}
