@@ -1,0 +1,225 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/authline/authline/server"
+	"github.com/authline/authline/server/auth"
+	"github.com/authline/authline/server/store"
+	"github.com/authline/authline/server/store/sqlite"
+)
+
+type serveOptions struct {
+	*globalOptions
+	streams Streams
+
+	listen            string
+	keyFile           string
+	tokenTTL          time.Duration
+	bcryptCost        int
+	tlsCert, tlsKey   string
+	insecurePlaintext bool
+	maxLine           int
+	idleTimeout       time.Duration
+	writeTimeout      time.Duration
+	shutdownTimeout   time.Duration
+	logFormat         string
+	logLevel          string
+}
+
+func newServeCmd(g *globalOptions, streams Streams) *cobra.Command {
+	opts := &serveOptions{globalOptions: g, streams: streams}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the authline protocol",
+		Long: `Serve the authline protocol on --listen until SIGINT or SIGTERM, then shut
+down gracefully: stop accepting, answer requests in flight, send idle
+connections a bye event, close the store.
+
+Listening on an address that is not loopback requires TLS (--tls-cert and
+--tls-key) unless --insecure-plaintext is given: passwords and tokens would
+cross the network in clear text.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runServe(cmd.Context(), opts)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.listen, "listen", "127.0.0.1:7411", "TCP address to listen on")
+	f.StringVar(&opts.keyFile, "key-file", "", "token signing key, created with mode 0600 on first start (default: beside --db, with extension .key)")
+	f.DurationVar(&opts.tokenTTL, "token-ttl", 30*time.Minute, "lifetime of access tokens")
+	f.IntVar(&opts.bcryptCost, "bcrypt-cost", auth.DefaultBcryptCost, "bcrypt work factor for new password hashes (4-31)")
+	f.StringVar(&opts.tlsCert, "tls-cert", "", "TLS certificate file (PEM); serve TLS with --tls-key")
+	f.StringVar(&opts.tlsKey, "tls-key", "", "TLS private key file (PEM)")
+	f.BoolVar(&opts.insecurePlaintext, "insecure-plaintext", false, "allow plaintext on a non-loopback address")
+	f.IntVar(&opts.maxLine, "max-line", server.DefaultMaxLineBytes, "longest request line in bytes; longer gets 413 and the connection closes")
+	f.DurationVar(&opts.idleTimeout, "idle-timeout", server.DefaultIdleTimeout, "close connections idle for this long")
+	f.DurationVar(&opts.writeTimeout, "write-timeout", server.DefaultWriteTimeout, "give up on a client that does not read its responses for this long")
+	f.DurationVar(&opts.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown waits for requests in flight")
+	f.StringVar(&opts.logFormat, "log-format", "text", "log format: text or json")
+	f.StringVar(&opts.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	return cmd
+}
+
+// defaultKeyFile puts the key beside the database: data/authline.db gets
+// data/authline.key.
+func defaultKeyFile(db string) string {
+	return strings.TrimSuffix(db, filepath.Ext(db)) + ".key"
+}
+
+func newLogger(streams Streams, format, level string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, usageErrorf("--log-level: %v", err)
+	}
+	ho := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(streams.ErrOut, ho)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(streams.ErrOut, ho)), nil
+	}
+	return nil, usageErrorf("--log-format must be text or json, not %q", format)
+}
+
+func runServe(ctx context.Context, opts *serveOptions) error {
+	log, err := newLogger(opts.streams, opts.logFormat, opts.logLevel)
+	if err != nil {
+		return err
+	}
+	if (opts.tlsCert == "") != (opts.tlsKey == "") {
+		return usageErrorf("--tls-cert and --tls-key go together")
+	}
+	useTLS := opts.tlsCert != ""
+	if !useTLS && !opts.insecurePlaintext && !isLoopback(opts.listen) {
+		return usageErrorf("refusing to serve plaintext on %s, which is not a loopback address: passwords and tokens would cross the network in clear; give --tls-cert and --tls-key, or --insecure-plaintext", opts.listen)
+	}
+	var tlsConfig *tls.Config
+	if useTLS {
+		cert, err := tls.LoadX509KeyPair(opts.tlsCert, opts.tlsKey)
+		if err != nil {
+			return fmt.Errorf("load TLS certificate: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+
+	st, err := sqlite.Open(ctx, opts.db)
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	defer st.Close()
+	keyFile := opts.keyFile
+	if keyFile == "" {
+		keyFile = defaultKeyFile(opts.db)
+	}
+	key, err := auth.LoadOrCreateKey(keyFile)
+	if err != nil {
+		return err
+	}
+	tokens, err := auth.NewTokens(key, auth.DefaultIssuer, opts.tokenTTL, nil)
+	if err != nil {
+		return usageError{err}
+	}
+	svc, err := auth.New(auth.Config{Store: st, Tokens: tokens, BcryptCost: opts.bcryptCost})
+	if err != nil {
+		return usageError{err}
+	}
+	if n, err := st.CountAdmins(ctx); err == nil && n == 0 {
+		log.Warn("the store has no admin; create one with: authlined user add NAME --role admin --db " + opts.db)
+	}
+
+	ln, err := net.Listen("tcp", opts.listen)
+	if err != nil {
+		return err
+	}
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
+	}
+	srv := &server.Server{
+		Backend:      svc,
+		Logger:       log,
+		Version:      version,
+		MaxLineBytes: opts.maxLine,
+		IdleTimeout:  opts.idleTimeout,
+		WriteTimeout: opts.writeTimeout,
+	}
+
+	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go purgeRevocations(sigCtx, svc, log)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String(), "tls", useTLS, "db", opts.db, "version", version)
+
+	select {
+	case err := <-errc:
+		return err
+	case <-sigCtx.Done():
+	}
+	log.Info("shutting down", "timeout", opts.shutdownTimeout)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), opts.shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		log.Warn("shutdown timed out; connections were closed", "err", err)
+	}
+	if err := <-errc; !errors.Is(err, server.ErrServerClosed) {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// purgeRevocations drops expired revocations now and then, so the table
+// holds only tokens that could still be presented.
+func purgeRevocations(ctx context.Context, svc *auth.Service, log *slog.Logger) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if n, err := svc.PurgeRevocations(ctx); err != nil && !errors.Is(err, store.ErrUnavailable) {
+			log.Warn("purging expired revocations failed", "err", err)
+		} else if n > 0 {
+			log.Info("purged expired revocations", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// isLoopback reports whether every address the listen address can mean is
+// a loopback one. An empty host means all interfaces.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return false
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.IsLoopback()
+	}
+	ips, err := net.LookupIP(host)
+	if err != nil || len(ips) == 0 {
+		return false
+	}
+	for _, ip := range ips {
+		if !ip.IsLoopback() {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,205 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/authline/authline/server/auth"
+	"github.com/authline/authline/server/store"
+	"github.com/authline/authline/server/store/sqlite"
+)
+
+func newUserCmd(g *globalOptions, streams Streams) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "user",
+		Short: "Manage users in the store (works on --db, also while the server runs)",
+	}
+	cmd.AddCommand(
+		newUserAddCmd(g, streams),
+		newUserListCmd(g, streams),
+		newUserSetRoleCmd(g, streams),
+		newUserDeleteCmd(g, streams),
+	)
+	return cmd
+}
+
+// withStore opens --db for the length of fn.
+func withStore(ctx context.Context, g *globalOptions, fn func(store.Store) error) error {
+	st, err := sqlite.Open(ctx, g.db)
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	err = fn(st)
+	if cerr := st.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+type userAddOptions struct {
+	*globalOptions
+	streams       Streams
+	username      string
+	role          string
+	passwordStdin bool
+	bcryptCost    int
+}
+
+func newUserAddCmd(g *globalOptions, streams Streams) *cobra.Command {
+	opts := &userAddOptions{globalOptions: g, streams: streams}
+	cmd := &cobra.Command{
+		Use:   "add NAME",
+		Short: "Add a user (the only way to create an admin)",
+		Long: `Add a user. The password is prompted for twice without echo on a terminal,
+or read from the first line of standard input with --password-stdin. It is
+never taken from a flag, so it stays out of shell history and ps.`,
+		Example: `  authlined user add alice --role admin
+  printf '%s\n' "$ADMIN_PASSWORD" | authlined user add alice --role admin --password-stdin`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.username = args[0]
+			return runUserAdd(cmd.Context(), opts)
+		},
+	}
+	cmd.Flags().StringVar(&opts.role, "role", store.RoleUser, "role: user or admin")
+	cmd.Flags().BoolVar(&opts.passwordStdin, "password-stdin", false, "read the password from the first line of standard input")
+	cmd.Flags().IntVar(&opts.bcryptCost, "bcrypt-cost", auth.DefaultBcryptCost, "bcrypt work factor (4-31)")
+	return cmd
+}
+
+func runUserAdd(ctx context.Context, opts *userAddOptions) error {
+	name, err := auth.NormalizeUsername(opts.username)
+	if err != nil {
+		return usageError{err}
+	}
+	if !store.ValidRole(opts.role) {
+		return usageErrorf("--role must be %q or %q", store.RoleUser, store.RoleAdmin)
+	}
+	password, err := readNewPassword(opts.streams, opts.passwordStdin)
+	if err != nil {
+		return err
+	}
+	hash, err := auth.HashPassword(password, opts.bcryptCost)
+	if err != nil {
+		return usageError{err}
+	}
+	return withStore(ctx, opts.globalOptions, func(st store.Store) error {
+		err := st.CreateUser(ctx, store.User{Username: name, PasswordHash: hash, Role: opts.role, CreatedAt: time.Now()})
+		if errors.Is(err, store.ErrConflict) {
+			return fmt.Errorf("user %s already exists", name)
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(opts.streams.Out, "added %s (role %s)\n", name, opts.role)
+		return nil
+	})
+}
+
+// readNewPassword reads a password from stdin's first line, or prompts
+// twice without echo on a terminal.
+func readNewPassword(streams Streams, fromStdin bool) (string, error) {
+	if fromStdin {
+		line, err := bufio.NewReader(streams.In).ReadString('\n')
+		if err != nil && line == "" {
+			return "", usageErrorf("--password-stdin: no password on standard input")
+		}
+		return strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r"), nil
+	}
+	if !streams.isTerminal() {
+		return "", usageErrorf("standard input is not a terminal: pass the password on standard input with --password-stdin")
+	}
+	fd := int(streams.In.(interface{ Fd() uintptr }).Fd())
+	fmt.Fprint(streams.ErrOut, "Password: ")
+	p1, err := term.ReadPassword(fd)
+	fmt.Fprintln(streams.ErrOut)
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprint(streams.ErrOut, "Repeat password: ")
+	p2, err := term.ReadPassword(fd)
+	fmt.Fprintln(streams.ErrOut)
+	if err != nil {
+		return "", err
+	}
+	if string(p1) != string(p2) {
+		return "", errors.New("passwords do not match")
+	}
+	return string(p1), nil
+}
+
+func newUserListCmd(g *globalOptions, streams Streams) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List users",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withStore(cmd.Context(), g, func(st store.Store) error {
+				users, err := st.ListUsers(cmd.Context())
+				if err != nil {
+					return err
+				}
+				tw := tabwriter.NewWriter(streams.Out, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "USERNAME\tROLE\tCREATED")
+				for _, u := range users {
+					fmt.Fprintf(tw, "%s\t%s\t%s\n", u.Username, u.Role, u.CreatedAt.UTC().Format(time.RFC3339))
+				}
+				return tw.Flush()
+			})
+		},
+	}
+}
+
+func newUserSetRoleCmd(g *globalOptions, streams Streams) *cobra.Command {
+	return &cobra.Command{
+		Use:   "set-role NAME ROLE",
+		Short: "Change a user's role (user or admin)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, role := strings.ToLower(args[0]), args[1]
+			if !store.ValidRole(role) {
+				return usageErrorf("ROLE must be %q or %q", store.RoleUser, store.RoleAdmin)
+			}
+			return withStore(cmd.Context(), g, func(st store.Store) error {
+				if err := st.SetRole(cmd.Context(), name, role); err != nil {
+					return notFound(name, err)
+				}
+				fmt.Fprintf(streams.Out, "%s is now %s\n", name, role)
+				return nil
+			})
+		},
+	}
+}
+
+func newUserDeleteCmd(g *globalOptions, streams Streams) *cobra.Command {
+	return &cobra.Command{
+		Use:   "delete NAME",
+		Short: "Delete a user",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := strings.ToLower(args[0])
+			return withStore(cmd.Context(), g, func(st store.Store) error {
+				if err := st.DeleteUser(cmd.Context(), name); err != nil {
+					return notFound(name, err)
+				}
+				fmt.Fprintf(streams.Out, "deleted %s\n", name)
+				return nil
+			})
+		},
+	}
+}
+
+func notFound(name string, err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("no user %s", name)
+	}
+	return err
+}

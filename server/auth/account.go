@@ -1,0 +1,62 @@
+package auth
+
+import (
+	"strings"
+
+	"golang.org/x/text/unicode/norm"
+
+	"github.com/authline/authline/protocol"
+)
+
+// Limits on accounts.
+const (
+	MinUsername = 3
+	MaxUsername = 32
+	MinPassword = 8
+	// MaxPassword is bcrypt's input limit: it ignores every byte after the
+	// 72nd, so longer passwords are refused rather than truncated.
+	MaxPassword = 72
+)
+
+// NormalizeUsername lower-cases a username and checks it: 3 to 32 of
+// [a-z0-9._-], starting with a letter or digit.
+func NormalizeUsername(name string) (string, error) {
+	u := strings.ToLower(name)
+	if !validUsername(u) {
+		return "", protocol.Errorf(protocol.CodeBadRequest,
+			"username must be %d to %d characters of a-z, 0-9, '.', '_' or '-', starting with a letter or digit",
+			MinUsername, MaxUsername)
+	}
+	return u, nil
+}
+
+func validUsername(u string) bool {
+	if len(u) < MinUsername || len(u) > MaxUsername {
+		return false
+	}
+	for i := 0; i < len(u); i++ {
+		c := u[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case (c == '.' || c == '_' || c == '-') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// NormalizePassword applies NFKC (NIST SP 800-63B 5.1.1.2), so the same
+// password typed with composed or decomposed characters matches, and then
+// checks the length in bytes.
+func NormalizePassword(password string) ([]byte, error) {
+	p := norm.NFKC.String(password)
+	if len(p) > MaxPassword {
+		return nil, protocol.Errorf(protocol.CodeBadRequest,
+			"password is longer than %d bytes (after Unicode NFKC normalisation); bcrypt cannot use more", MaxPassword)
+	}
+	if len(p) < MinPassword {
+		return nil, protocol.Errorf(protocol.CodeBadRequest, "password must be at least %d bytes", MinPassword)
+	}
+	return []byte(p), nil
+}

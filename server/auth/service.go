@@ -1,0 +1,225 @@
+// Package auth is authlined's application logic: accounts with bcrypt
+// passwords, HS256 access tokens with revocation, and the resources that
+// GET serves. Service implements server.Backend.
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/text/unicode/norm"
+
+	"github.com/authline/authline/protocol"
+	"github.com/authline/authline/server"
+	"github.com/authline/authline/server/store"
+)
+
+// DefaultBcryptCost is the bcrypt work factor for new hashes.
+const DefaultBcryptCost = 12
+
+// Config configures a Service.
+type Config struct {
+	Store      store.Store
+	Tokens     *Tokens
+	BcryptCost int // DefaultBcryptCost when 0
+}
+
+// Service implements server.Backend on a store.
+type Service struct {
+	store  store.Store
+	tokens *Tokens
+	cost   int
+	// dummyHash is compared against when a user does not exist, so that a
+	// LOGIN for an unknown user costs the same as a wrong password.
+	dummyHash []byte
+}
+
+var _ server.Backend = (*Service)(nil)
+
+// New returns a Service.
+func New(cfg Config) (*Service, error) {
+	if cfg.Store == nil || cfg.Tokens == nil {
+		return nil, errors.New("auth: Store and Tokens are required")
+	}
+	cost := cfg.BcryptCost
+	if cost == 0 {
+		cost = DefaultBcryptCost
+	}
+	if cost < bcrypt.MinCost || cost > bcrypt.MaxCost {
+		return nil, fmt.Errorf("auth: bcrypt cost %d is outside %d..%d", cost, bcrypt.MinCost, bcrypt.MaxCost)
+	}
+	dummy, err := bcrypt.GenerateFromPassword([]byte("authline dummy password"), cost)
+	if err != nil {
+		return nil, fmt.Errorf("auth: dummy hash: %w", err)
+	}
+	return &Service{store: cfg.Store, tokens: cfg.Tokens, cost: cost, dummyHash: dummy}, nil
+}
+
+// HashPassword normalises and checks a password and returns its bcrypt
+// hash at the given cost. Used by REGISTER and by `authlined user add`.
+func HashPassword(password string, cost int) ([]byte, error) {
+	pw, err := NormalizePassword(password)
+	if err != nil {
+		return nil, err
+	}
+	hash, err := bcrypt.GenerateFromPassword(pw, cost)
+	if err != nil {
+		return nil, fmt.Errorf("bcrypt: %w", err)
+	}
+	return hash, nil
+}
+
+// Register implements server.Backend.
+func (s *Service) Register(ctx context.Context, _ server.Peer, username, password string) (server.Identity, error) {
+	name, err := NormalizeUsername(username)
+	if err != nil {
+		return server.Identity{}, err
+	}
+	if _, err := NormalizePassword(password); err != nil {
+		return server.Identity{}, err
+	}
+	// Spare the bcrypt work for a name that is taken; CreateUser still
+	// settles races between concurrent REGISTERs.
+	if _, err := s.store.GetUser(ctx, name); err == nil {
+		return server.Identity{}, errConflict
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return server.Identity{}, storeError(err)
+	}
+	hash, err := HashPassword(password, s.cost)
+	if err != nil {
+		return server.Identity{}, err
+	}
+	u := store.User{Username: name, PasswordHash: hash, Role: store.RoleUser, CreatedAt: time.Now()}
+	if err := s.store.CreateUser(ctx, u); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return server.Identity{}, errConflict
+		}
+		return server.Identity{}, storeError(err)
+	}
+	return server.Identity{Username: name, Role: store.RoleUser}, nil
+}
+
+var (
+	errConflict           = protocol.Errorf(protocol.CodeConflict, "username is already taken")
+	errInvalidCredentials = protocol.Errorf(protocol.CodeInvalidCredentials, "invalid username or password")
+)
+
+// Login implements server.Backend. Unknown users, malformed names and
+// wrong passwords all answer the same error after the same bcrypt work.
+func (s *Service) Login(ctx context.Context, _ server.Peer, username, password string) (server.Identity, error) {
+	pw := norm.NFKC.String(password)
+	if len(pw) > MaxPassword {
+		// Refused outright: bcrypt would compare only the first 72 bytes
+		// and let a longer, different password in.
+		return server.Identity{}, protocol.Errorf(protocol.CodeBadRequest,
+			"password is longer than %d bytes (after Unicode NFKC normalisation)", MaxPassword)
+	}
+	hash := s.dummyHash
+	var user store.User
+	found := false
+	if name, err := NormalizeUsername(username); err == nil {
+		user, err = s.store.GetUser(ctx, name)
+		switch {
+		case err == nil:
+			hash, found = user.PasswordHash, true
+		case !errors.Is(err, store.ErrNotFound):
+			return server.Identity{}, storeError(err)
+		}
+	}
+	if bcrypt.CompareHashAndPassword(hash, []byte(pw)) != nil || !found {
+		return server.Identity{}, errInvalidCredentials
+	}
+	return server.Identity{Username: user.Username, Role: user.Role}, nil
+}
+
+// IssueToken implements server.Backend.
+func (s *Service) IssueToken(_ context.Context, id server.Identity) (server.IssuedToken, error) {
+	signed, claims, err := s.tokens.Issue(id.Username, id.Role)
+	if err != nil {
+		return server.IssuedToken{}, err
+	}
+	return server.IssuedToken{Token: signed, ExpiresAt: claims.ExpiresAt.Time, TTL: s.tokens.TTL()}, nil
+}
+
+// VerifyToken implements server.Backend. Besides the signature and claims
+// it checks that the token was not revoked and that its user still exists,
+// and takes the role from the store so that a role change applies at once.
+func (s *Service) VerifyToken(ctx context.Context, _ server.Peer, token string) (server.Identity, error) {
+	claims, err := s.tokens.Parse(token)
+	if err != nil {
+		return server.Identity{}, err
+	}
+	revoked, err := s.store.IsRevoked(ctx, claims.ID)
+	if err != nil {
+		return server.Identity{}, storeError(err)
+	}
+	if revoked {
+		return server.Identity{}, protocol.Errorf(protocol.CodeInvalidToken, "token has been revoked")
+	}
+	user, err := s.store.GetUser(ctx, claims.Subject)
+	if errors.Is(err, store.ErrNotFound) {
+		return server.Identity{}, protocol.Errorf(protocol.CodeInvalidToken, "token's user no longer exists")
+	}
+	if err != nil {
+		return server.Identity{}, storeError(err)
+	}
+	return server.Identity{
+		Username:  user.Username,
+		Role:      user.Role,
+		Auth:      protocol.AuthToken,
+		TokenID:   claims.ID,
+		ExpiresAt: claims.ExpiresAt.Time,
+	}, nil
+}
+
+// RevokeToken implements server.Backend.
+func (s *Service) RevokeToken(ctx context.Context, id server.Identity) error {
+	if id.TokenID == "" {
+		return protocol.Errorf(protocol.CodeBadRequest, "not a token identity")
+	}
+	return storeError(s.store.RevokeToken(ctx, id.TokenID, id.ExpiresAt))
+}
+
+// Resource implements server.Backend: "protected" for any authenticated
+// user, "admin" for admins only. Whether a resource exists is public, so it
+// is checked before authentication.
+func (s *Service) Resource(_ context.Context, id *server.Identity, name string) (string, error) {
+	switch name {
+	case protocol.ResourceProtected, protocol.ResourceAdmin:
+	default:
+		if len(name) > 64 {
+			name = name[:64] + "..."
+		}
+		return "", protocol.Errorf(protocol.CodeNotFound, "unknown resource %q (known: protected, admin)", name)
+	}
+	if id == nil {
+		return "", protocol.Errorf(protocol.CodeUnauthenticated, "authentication required: LOGIN first or send a token")
+	}
+	if name == protocol.ResourceAdmin {
+		if id.Role != store.RoleAdmin {
+			return "", protocol.Errorf(protocol.CodeForbidden, "the admin resource requires the admin role")
+		}
+		return "Welcome to the admin area, " + id.Username + ".", nil
+	}
+	return "Hello " + id.Username + ", this is protected content.", nil
+}
+
+// PurgeRevocations drops revocations of tokens that have expired anyway.
+func (s *Service) PurgeRevocations(ctx context.Context) (int, error) {
+	return s.store.PurgeRevocations(ctx, time.Now())
+}
+
+// storeError turns a store failure into a wire error: unavailable when
+// the store says so (the client may retry), internal otherwise.
+func storeError(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, store.ErrUnavailable) {
+		return protocol.Wrap(protocol.CodeUnavailable, "store unavailable, try again", err)
+	}
+	return protocol.Wrap(protocol.CodeInternal, "internal error", err)
+}

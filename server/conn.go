@@ -1,0 +1,408 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/authline/authline/protocol"
+)
+
+const (
+	readBufferSize = 4 << 10
+	// flushThreshold bounds the responses a pipelining client can make the
+	// server hold before they are written out.
+	flushThreshold = 64 << 10
+)
+
+var errLineTooLong = errors.New("line too long")
+
+// conn is one client connection, served by one goroutine.
+type conn struct {
+	srv  *Server
+	nc   net.Conn
+	peer Peer
+	r    *bufio.Reader
+	line []byte // accumulates a line longer than the read buffer
+	out  []byte // responses not yet written
+
+	// mu orders the shutdown check before a read against Shutdown's
+	// interrupt, so a connection cannot block in a read Shutdown missed.
+	mu sync.Mutex
+
+	session *Identity // set by a session-mode LOGIN
+
+	// Response data reused across requests, so answering allocates
+	// nothing for them.
+	userData     protocol.UserData
+	loginData    protocol.LoginData
+	resourceData protocol.ResourceData
+	whoamiData   protocol.WhoAmIData
+}
+
+func newConn(s *Server, nc net.Conn) *conn {
+	c := &conn{srv: s, nc: nc, r: bufio.NewReaderSize(nc, readBufferSize)}
+	if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
+		c.peer.Addr = ap
+	}
+	return c
+}
+
+func (c *conn) log() *slog.Logger { return c.srv.Logger }
+
+// interrupt wakes the connection from a read so it notices a shutdown.
+func (c *conn) interrupt() {
+	c.mu.Lock()
+	c.nc.SetReadDeadline(time.Now())
+	c.mu.Unlock()
+}
+
+// armRead sets the idle deadline for the next read, or reports that the
+// server is shutting down.
+func (c *conn) armRead() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.srv.inShutdown.Load() {
+		return false
+	}
+	c.nc.SetReadDeadline(time.Now().Add(c.srv.IdleTimeout))
+	return true
+}
+
+func (c *conn) serve() {
+	defer func() {
+		c.nc.Close()
+		c.srv.trackConn(c, false)
+	}()
+	c.out = protocol.AppendHello(c.out, c.srv.Version)
+	if c.flush() != nil {
+		return
+	}
+	for {
+		if c.r.Buffered() == 0 {
+			// Answer a pipelined batch with one write, once nothing more
+			// is waiting to be read.
+			if c.flush() != nil {
+				return
+			}
+		}
+		if !c.armRead() {
+			c.bye(protocol.ByeShutdown)
+			return
+		}
+		line, err := c.readLine()
+		if err != nil && len(line) == 0 {
+			c.readFailed(err)
+			return
+		}
+		if done := c.handleLine(line); done {
+			return
+		}
+		if err != nil { // a last line without "\n" was answered; now the EOF
+			c.flush()
+			return
+		}
+		if len(c.out) >= flushThreshold && c.flush() != nil {
+			return
+		}
+	}
+}
+
+// readLine returns the next line, terminator included. The slice is valid
+// until the next read. At EOF an unterminated last line is returned
+// together with io.EOF; after any other error a partial line is dropped.
+func (c *conn) readLine() ([]byte, error) {
+	max := c.srv.MaxLineBytes
+	c.line = c.line[:0]
+	for {
+		frag, err := c.r.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			// Check the limit before keeping more, so a client cannot make
+			// the server buffer an endless line. +2 leaves room for "\r\n".
+			if len(c.line)+len(frag) > max+2 {
+				return nil, errLineTooLong
+			}
+			c.line = append(c.line, frag...)
+			continue
+		}
+		line := frag
+		if len(c.line) > 0 {
+			c.line = append(c.line, frag...)
+			line = c.line
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, err
+		}
+		if contentLen(line) > max {
+			return nil, errLineTooLong
+		}
+		return line, err
+	}
+}
+
+// contentLen is the length of a line without its "\n" or "\r\n".
+func contentLen(line []byte) int {
+	n := len(line)
+	if n > 0 && line[n-1] == '\n' {
+		n--
+		if n > 0 && line[n-1] == '\r' {
+			n--
+		}
+	}
+	return n
+}
+
+func (c *conn) readFailed(err error) {
+	switch {
+	case errors.Is(err, errLineTooLong):
+		c.log().Warn("request line too long", "remote", c.peer.Addr, "max_bytes", c.srv.MaxLineBytes)
+		e := protocol.Errorf(protocol.CodeLineTooLong, "request line longer than %d bytes", c.srv.MaxLineBytes)
+		c.respondError(nil, e)
+		c.bye(protocol.ByeLineTooLong)
+	case c.srv.inShutdown.Load():
+		c.bye(protocol.ByeShutdown)
+	case isTimeout(err):
+		c.log().Info("closing idle connection", "remote", c.peer.Addr, "idle", c.srv.IdleTimeout)
+		c.bye("idle_timeout")
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+		c.flush()
+	default:
+		c.log().Debug("read failed", "remote", c.peer.Addr, "err", err)
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// bye sends the bye event and flushes; the caller closes the connection.
+func (c *conn) bye(reason string) {
+	c.out = protocol.AppendBye(c.out, reason)
+	c.flush()
+}
+
+// flush writes out the buffered responses under the write deadline.
+func (c *conn) flush() error {
+	if len(c.out) == 0 {
+		return nil
+	}
+	c.nc.SetWriteDeadline(time.Now().Add(c.srv.WriteTimeout))
+	_, err := c.nc.Write(c.out)
+	c.out = c.out[:0]
+	if err != nil {
+		c.log().Debug("write failed", "remote", c.peer.Addr, "err", err)
+	}
+	return err
+}
+
+// handleLine answers one request line and reports whether the connection
+// must close.
+func (c *conn) handleLine(raw []byte) (closeConn bool) {
+	line := protocol.TrimLine(raw)
+	if len(line) == 0 {
+		return false // blank lines carry no request
+	}
+	req, perr := protocol.ParseRequest(line)
+	if perr != nil {
+		c.respondError(req.ID, perr)
+		return false
+	}
+	return c.dispatch(&req)
+}
+
+func (c *conn) respond(id []byte, status int, msg string, data protocol.Data) {
+	r := protocol.Response{ID: id, Status: status, Message: msg, Data: data}
+	c.out = protocol.AppendResponse(c.out, &r)
+}
+
+func (c *conn) respondError(id []byte, e *protocol.Error) {
+	r := protocol.ErrorResponse(id, e)
+	c.out = protocol.AppendResponse(c.out, &r)
+}
+
+// dispatch runs one command. A panic in it is answered with 500 and logged;
+// the connection and the server go on.
+func (c *conn) dispatch(req *protocol.Request) (closeConn bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.log().Error("panic while handling request", "remote", c.peer.Addr, "cmd", req.Cmd, "panic", p, "stack", string(debug.Stack()))
+			c.respondError(req.ID, protocol.Errorf(protocol.CodeInternal, "internal error"))
+			closeConn = false
+		}
+	}()
+	ctx := c.srv.baseCtx
+	switch req.Cmd {
+	case protocol.CmdPing:
+		c.respond(req.ID, protocol.StatusOK, "pong", nil)
+	case protocol.CmdQuit:
+		c.respond(req.ID, protocol.StatusOK, "bye", nil)
+		c.bye(protocol.ByeQuit)
+		return true
+	case protocol.CmdRegister:
+		c.register(ctx, req)
+	case protocol.CmdLogin:
+		c.login(ctx, req)
+	case protocol.CmdGet:
+		c.get(ctx, req)
+	case protocol.CmdWhoAmI:
+		c.whoami(ctx, req)
+	case protocol.CmdLogout:
+		c.logout(ctx, req)
+	default:
+		// ParseRequest only returns known commands; this is a bug.
+		c.respondError(req.ID, protocol.Errorf(protocol.CodeInternal, "command %s not implemented", req.Cmd))
+	}
+	return false
+}
+
+// fail answers an error and logs it: internal and unavailable errors with
+// their cause, so operators can see it while the client sees none.
+func (c *conn) fail(req *protocol.Request, err error) {
+	e := protocol.AsError(err)
+	switch e.Code {
+	case protocol.CodeInternal, protocol.CodeUnavailable:
+		c.log().Error("request failed", "remote", c.peer.Addr, "cmd", req.Cmd, "code", e.Code, "err", e.Err)
+	}
+	c.respondError(req.ID, e)
+}
+
+func (c *conn) register(ctx context.Context, req *protocol.Request) {
+	id, err := c.srv.Backend.Register(ctx, c.peer, req.Username, req.Password)
+	if err != nil {
+		c.audit("register failed", req.Username, err)
+		c.fail(req, err)
+		return
+	}
+	c.audit("user registered", id.Username, nil)
+	c.userData = protocol.UserData{Username: id.Username, Role: id.Role}
+	c.respond(req.ID, protocol.StatusCreated, "user created", &c.userData)
+}
+
+func (c *conn) login(ctx context.Context, req *protocol.Request) {
+	id, err := c.srv.Backend.Login(ctx, c.peer, req.Username, req.Password)
+	if err != nil {
+		c.audit("login failed", req.Username, err)
+		c.fail(req, err)
+		return
+	}
+	c.loginData = protocol.LoginData{Username: id.Username, Role: id.Role, Mode: req.Mode}
+	if req.Mode == protocol.ModeToken {
+		tok, err := c.srv.Backend.IssueToken(ctx, id)
+		if err != nil {
+			c.fail(req, err)
+			return
+		}
+		c.loginData.Token = tok.Token
+		c.loginData.TokenType = "Bearer"
+		c.loginData.ExpiresAt = tok.ExpiresAt
+		c.loginData.ExpiresIn = int64(tok.TTL / time.Second)
+		c.audit("login succeeded", id.Username, nil, "mode", req.Mode)
+		c.respond(req.ID, protocol.StatusOK, "token issued", &c.loginData)
+		return
+	}
+	id.Auth = protocol.AuthSession
+	c.session = &id
+	c.audit("login succeeded", id.Username, nil, "mode", req.Mode)
+	c.respond(req.ID, protocol.StatusOK, "logged in", &c.loginData)
+}
+
+// identity returns whom the request acts as: the token's user when it
+// carries a token (even if the connection has a session), else the
+// session's, else nil.
+func (c *conn) identity(ctx context.Context, req *protocol.Request) (*Identity, error) {
+	if req.Token != "" {
+		id, err := c.srv.Backend.VerifyToken(ctx, c.peer, req.Token)
+		if err != nil {
+			c.audit("token rejected", "", err)
+			return nil, err
+		}
+		return &id, nil
+	}
+	return c.session, nil
+}
+
+func (c *conn) get(ctx context.Context, req *protocol.Request) {
+	id, err := c.identity(ctx, req)
+	if err != nil {
+		c.fail(req, err)
+		return
+	}
+	content, err := c.srv.Backend.Resource(ctx, id, req.Resource)
+	if err != nil {
+		if e := protocol.AsError(err); e.Code == protocol.CodeForbidden {
+			c.audit("access denied", id.Username, err, "resource", req.Resource)
+		}
+		c.fail(req, err)
+		return
+	}
+	c.resourceData = protocol.ResourceData{Resource: req.Resource, Username: id.Username, Role: id.Role, Content: content}
+	c.respond(req.ID, protocol.StatusOK, "ok", &c.resourceData)
+}
+
+var errNotLoggedIn = protocol.Errorf(protocol.CodeUnauthenticated, "not logged in: LOGIN first or send a token")
+
+func (c *conn) whoami(ctx context.Context, req *protocol.Request) {
+	id, err := c.identity(ctx, req)
+	if err != nil {
+		c.fail(req, err)
+		return
+	}
+	if id == nil {
+		c.fail(req, errNotLoggedIn)
+		return
+	}
+	c.whoamiData = protocol.WhoAmIData{Username: id.Username, Role: id.Role, Auth: id.Auth}
+	c.respond(req.ID, protocol.StatusOK, "ok", &c.whoamiData)
+}
+
+// logout revokes the request's token if it has one (the session, if any,
+// stays), else ends the connection's session.
+func (c *conn) logout(ctx context.Context, req *protocol.Request) {
+	if req.Token != "" {
+		id, err := c.identity(ctx, req)
+		if err != nil {
+			c.fail(req, err)
+			return
+		}
+		if err := c.srv.Backend.RevokeToken(ctx, *id); err != nil {
+			c.fail(req, err)
+			return
+		}
+		c.audit("token revoked", id.Username, nil)
+		c.respond(req.ID, protocol.StatusOK, "logged out: token revoked", nil)
+		return
+	}
+	if c.session == nil {
+		c.fail(req, errNotLoggedIn)
+		return
+	}
+	c.audit("logged out", c.session.Username, nil)
+	c.session = nil
+	c.respond(req.ID, protocol.StatusOK, "logged out", nil)
+}
+
+// audit logs an authentication event. It takes only a username, never a
+// password or a token, so neither can reach the log.
+func (c *conn) audit(event, username string, err error, attrs ...any) {
+	args := make([]any, 0, 6+len(attrs))
+	args = append(args, "remote", c.peer.Addr)
+	if username != "" {
+		args = append(args, "user", username)
+	}
+	level := slog.LevelInfo
+	if err != nil {
+		e := protocol.AsError(err)
+		args = append(args, "code", e.Code, "reason", e.Message)
+		level = slog.LevelWarn
+	}
+	args = append(args, attrs...)
+	c.log().Log(context.Background(), level, event, args...)
+}

@@ -1,0 +1,212 @@
+// Package server is authlined's transport: it accepts TCP (or TLS)
+// connections, frames newline-delimited requests, keeps each connection's
+// session, and dispatches to a Backend. It knows nothing of storage or of
+// the command line.
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults for the Server's limits.
+const (
+	DefaultMaxLineBytes = 16 << 10
+	DefaultIdleTimeout  = 5 * time.Minute
+	DefaultWriteTimeout = 10 * time.Second
+)
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = errors.New("server: closed")
+
+// Server serves the authline protocol. Set the fields before calling Serve;
+// zero values take the defaults above.
+type Server struct {
+	Backend Backend      // required
+	Logger  *slog.Logger // nil discards logs
+	Version string       // announced in the greeting
+
+	// MaxLineBytes is the longest request line accepted, terminator not
+	// counted; a longer one gets 413 and the connection is closed.
+	MaxLineBytes int
+	// IdleTimeout closes a connection that sends no request for that long.
+	IdleTimeout time.Duration
+	// WriteTimeout bounds each write to a client, so one that stops
+	// reading cannot hold the server's buffers forever.
+	WriteTimeout time.Duration
+
+	mu         sync.Mutex
+	listeners  map[*net.Listener]struct{}
+	conns      map[*conn]struct{}
+	inShutdown atomic.Bool
+	connWG     sync.WaitGroup
+
+	initOnce sync.Once
+	// baseCtx is the parent of every request's context; it is cancelled
+	// when the server is closed for good, aborting store calls in flight.
+	baseCtx    context.Context
+	cancelBase context.CancelFunc
+}
+
+func (s *Server) init() {
+	s.initOnce.Do(func() {
+		if s.Logger == nil {
+			s.Logger = slog.New(slog.DiscardHandler)
+		}
+		if s.MaxLineBytes <= 0 {
+			s.MaxLineBytes = DefaultMaxLineBytes
+		}
+		if s.IdleTimeout <= 0 {
+			s.IdleTimeout = DefaultIdleTimeout
+		}
+		if s.WriteTimeout <= 0 {
+			s.WriteTimeout = DefaultWriteTimeout
+		}
+		if s.Version == "" {
+			s.Version = "0.0.0"
+		}
+		s.listeners = make(map[*net.Listener]struct{})
+		s.conns = make(map[*conn]struct{})
+		s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
+	})
+}
+
+// Serve accepts connections on ln and serves each in its own goroutine
+// until Shutdown or Close. It always returns a non-nil error; after
+// Shutdown or Close it is ErrServerClosed.
+func (s *Server) Serve(ln net.Listener) error {
+	s.init()
+	if s.Backend == nil {
+		return errors.New("server: Backend is nil")
+	}
+	if !s.trackListener(&ln, true) {
+		return ErrServerClosed
+	}
+	defer s.trackListener(&ln, false)
+
+	var tempDelay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.inShutdown.Load() {
+				return ErrServerClosed
+			}
+			// Out of file descriptors and the like: back off and keep
+			// serving, as net/http does, instead of spinning or dying.
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				tempDelay = min(max(2*tempDelay, 5*time.Millisecond), time.Second)
+				s.Logger.Warn("accept failed; retrying", "err", err, "delay", tempDelay)
+				time.Sleep(tempDelay)
+				continue
+			}
+			return err
+		}
+		tempDelay = 0
+		c := newConn(s, nc)
+		if !s.trackConn(c, true) {
+			nc.Close()
+			return ErrServerClosed
+		}
+		go c.serve()
+	}
+}
+
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+func (s *Server) trackListener(ln *net.Listener, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if add {
+		if s.inShutdown.Load() {
+			return false
+		}
+		s.listeners[ln] = struct{}{}
+	} else {
+		delete(s.listeners, ln)
+	}
+	return true
+}
+
+func (s *Server) trackConn(c *conn, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if add {
+		if s.inShutdown.Load() {
+			return false
+		}
+		s.conns[c] = struct{}{}
+		s.connWG.Add(1)
+	} else {
+		delete(s.conns, c)
+		s.connWG.Done()
+	}
+	return true
+}
+
+// Shutdown stops the server gracefully: it closes the listeners, lets each
+// connection finish the request it is handling, sends idle connections a
+// bye event and closes them. If ctx ends first, the remaining connections
+// are closed at once and ctx's error is returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.init()
+	s.mu.Lock()
+	s.inShutdown.Store(true)
+	for ln := range s.listeners {
+		(*ln).Close()
+	}
+	for c := range s.conns {
+		c.interrupt()
+	}
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() {
+		s.connWG.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		s.cancelBase()
+		return nil
+	case <-ctx.Done():
+		s.Close()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Close stops the server at once: listeners and connections are closed and
+// requests in flight are cancelled. It waits for connection goroutines to
+// end.
+func (s *Server) Close() error {
+	s.init()
+	s.mu.Lock()
+	s.inShutdown.Store(true)
+	for ln := range s.listeners {
+		(*ln).Close()
+	}
+	for c := range s.conns {
+		c.nc.Close()
+	}
+	s.mu.Unlock()
+	s.cancelBase()
+	s.connWG.Wait()
+	return nil
+}
+
+// NumConns returns the number of open connections.
+func (s *Server) NumConns() int {
+	s.init()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}

@@ -1,0 +1,149 @@
+// Package servertest starts real authline servers for tests: a TCP
+// listener on 127.0.0.1:0, a fresh SQLite store in a temporary directory,
+// and the auth service, all stopped when the test ends.
+package servertest
+
+import (
+	"context"
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/authline/authline/server"
+	"github.com/authline/authline/server/auth"
+	"github.com/authline/authline/server/store"
+	"github.com/authline/authline/server/store/sqlite"
+)
+
+// Options tune the test server. Zero values take test-friendly defaults.
+type Options struct {
+	TLSConfig  *tls.Config   // serve TLS when set
+	TokenTTL   time.Duration // default 30m
+	BcryptCost int           // default bcrypt.MinCost, to keep tests fast
+	Logger     *slog.Logger  // default discards
+	Dir        string        // directory for the database and key; default t.TempDir()
+	Now        func() time.Time
+
+	// Server fields; zero means the server's defaults.
+	MaxLineBytes int
+	IdleTimeout  time.Duration
+	WriteTimeout time.Duration
+
+	// WrapBackend, if set, wraps the real backend (to inject faults).
+	WrapBackend func(server.Backend) server.Backend
+}
+
+// Server is a running test server.
+type Server struct {
+	Addr    string
+	Server  *server.Server
+	Service *auth.Service
+	Store   store.Store
+	DBPath  string
+	KeyPath string
+	Cost    int
+
+	done chan error
+}
+
+// Start starts a server and registers its shutdown with t.Cleanup.
+func Start(t testing.TB, opts Options) *Server {
+	t.Helper()
+	dir := opts.Dir
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	s := &Server{DBPath: filepath.Join(dir, "authline.db"), KeyPath: filepath.Join(dir, "authline.key"), Cost: opts.BcryptCost}
+	if s.Cost == 0 {
+		s.Cost = bcrypt.MinCost
+	}
+	ttl := opts.TokenTTL
+	if ttl == 0 {
+		ttl = 30 * time.Minute
+	}
+	st, err := sqlite.Open(context.Background(), s.DBPath)
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	s.Store = st
+	key, err := auth.LoadOrCreateKey(s.KeyPath)
+	if err != nil {
+		st.Close()
+		t.Fatalf("key: %v", err)
+	}
+	tokens, err := auth.NewTokens(key, auth.DefaultIssuer, ttl, opts.Now)
+	if err != nil {
+		st.Close()
+		t.Fatalf("tokens: %v", err)
+	}
+	s.Service, err = auth.New(auth.Config{Store: st, Tokens: tokens, BcryptCost: s.Cost})
+	if err != nil {
+		st.Close()
+		t.Fatalf("auth: %v", err)
+	}
+	var backend server.Backend = s.Service
+	if opts.WrapBackend != nil {
+		backend = opts.WrapBackend(backend)
+	}
+	s.Server = &server.Server{
+		Backend:      backend,
+		Logger:       opts.Logger,
+		Version:      "0.0.0-test",
+		MaxLineBytes: opts.MaxLineBytes,
+		IdleTimeout:  opts.IdleTimeout,
+		WriteTimeout: opts.WriteTimeout,
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		st.Close()
+		t.Fatalf("listen: %v", err)
+	}
+	if opts.TLSConfig != nil {
+		ln = tls.NewListener(ln, opts.TLSConfig)
+	}
+	s.Addr = ln.Addr().String()
+	s.done = make(chan error, 1)
+	go func() { s.done <- s.Server.Serve(ln) }()
+	t.Cleanup(func() { s.Stop(t) })
+	return s
+}
+
+// Stop shuts the server down gracefully and closes the store. It is safe
+// to call more than once.
+func (s *Server) Stop(t testing.TB) {
+	t.Helper()
+	if s.done == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Server.Shutdown(ctx); err != nil {
+		t.Errorf("shutdown: %v", err)
+	}
+	if err := <-s.done; err != server.ErrServerClosed {
+		t.Errorf("Serve returned %v, want ErrServerClosed", err)
+	}
+	s.done = nil
+	if err := s.Store.Close(); err != nil {
+		t.Errorf("close store: %v", err)
+	}
+}
+
+// AddUser creates a user directly in the store, as `authlined user add`
+// does; role is "user" or "admin".
+func (s *Server) AddUser(t testing.TB, username, password, role string) {
+	t.Helper()
+	hash, err := auth.HashPassword(password, s.Cost)
+	if err != nil {
+		t.Fatalf("hash password: %v", err)
+	}
+	u := store.User{Username: username, PasswordHash: hash, Role: role, CreatedAt: time.Now()}
+	if err := s.Store.CreateUser(context.Background(), u); err != nil {
+		t.Fatalf("add user %s: %v", username, err)
+	}
+}

@@ -1,0 +1,425 @@
+// Package sqlite is the SQLite backend of store.Store, on the pure-Go
+// (cgo-free) modernc.org/sqlite driver.
+//
+// The database runs in WAL mode with synchronous=FULL, so a method that
+// returned nil has been fsynced to the write-ahead log and survives a crash
+// or power loss. The schema is migrated on Open from the numbered files in
+// migrations/, tracked with PRAGMA user_version.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/authline/authline/server/store"
+)
+
+// ErrSchemaTooNew is returned by Open for a database whose schema was
+// written by a newer authline than this one.
+var ErrSchemaTooNew = errors.New("database schema is newer than this binary supports")
+
+const (
+	// busyTimeout is how long a statement waits for another connection's
+	// lock before it fails with SQLITE_BUSY (reported as ErrUnavailable).
+	busyTimeout = 5 * time.Second
+	// maxConns bounds the pool. Writers are serialised by SQLite anyway;
+	// the bound keeps a burst of requests from opening a file-descriptor
+	// set per goroutine.
+	maxConns = 16
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// Store is a store.Store kept in one SQLite database file. It is safe for
+// concurrent use.
+type Store struct {
+	path   string
+	db     *sql.DB
+	closed atomic.Bool
+
+	createUser, getUser, listUsers, setRole, setPasswordHash, deleteUser,
+	countAdmins, revokeToken, isRevoked, purgeRevocations *sql.Stmt
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens the database at path, creating it (mode 0600, as it holds
+// password hashes) if it does not exist, and migrates its schema. The parent
+// directory must exist. ctx bounds only the opening.
+func Open(ctx context.Context, path string) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("sqlite: open: empty path")
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	if err := createFile(abs); err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	db, err := sql.Open("sqlite", dsn(abs))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(maxConns)
+
+	s := &Store{path: path, db: db}
+	if err := s.init(ctx); err != nil {
+		return nil, errors.Join(fmt.Errorf("sqlite: open %s: %w", path, err), s.Close())
+	}
+	return s, nil
+}
+
+// createFile creates path with mode 0600 unless it exists. SQLite would
+// create it 0644; it gives the -wal and -shm files the mode of the database.
+func createFile(path string) error {
+	dir := filepath.Dir(path)
+	if fi, err := os.Stat(dir); err != nil {
+		return fmt.Errorf("directory %s: %w", dir, err)
+	} else if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// dsn is the driver's data source name for the absolute path abs. The
+// _pragma parameters run on every connection the pool opens, busy_timeout
+// first. _txlock=immediate makes BeginTx take the write lock up front, so
+// transactions wait in busy_timeout instead of failing on lock upgrade.
+func dsn(abs string) string {
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()))
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(FULL)")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Set("_txlock", "immediate")
+	p := filepath.ToSlash(abs)
+	if !strings.HasPrefix(p, "/") {
+		p = "/" + p // Windows drive letter: file:///C:/...
+	}
+	// A file: URI, so that the path is escaped ('?', '#', '%') rather than
+	// cut at the first '?'.
+	u := url.URL{Scheme: "file", Path: p, RawQuery: q.Encode()}
+	return u.String()
+}
+
+func (s *Store) init(ctx context.Context) error {
+	// SQLite silently keeps the old journal mode if WAL is impossible
+	// (e.g. on some network file systems); refuse rather than run without
+	// the durability we promise.
+	var mode string
+	if err := s.db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return err
+	}
+	if !strings.EqualFold(mode, "wal") {
+		return fmt.Errorf("journal_mode is %q, want wal", mode)
+	}
+	if err := migrate(ctx, s.db); err != nil {
+		return err
+	}
+	for _, p := range []struct {
+		stmt  **sql.Stmt
+		query string
+	}{
+		{&s.createUser, `INSERT INTO users (username, password_hash, role, created_at) VALUES (?, ?, ?, ?)`},
+		{&s.getUser, `SELECT username, password_hash, role, created_at FROM users WHERE username = ?`},
+		{&s.listUsers, `SELECT username, password_hash, role, created_at FROM users ORDER BY username`},
+		{&s.setRole, `UPDATE users SET role = ? WHERE username = ?`},
+		{&s.setPasswordHash, `UPDATE users SET password_hash = ? WHERE username = ?`},
+		{&s.deleteUser, `DELETE FROM users WHERE username = ?`},
+		{&s.countAdmins, `SELECT count(*) FROM users WHERE role = 'admin'`},
+		// Revoking again never shortens an existing revocation.
+		{&s.revokeToken, `INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?)
+			ON CONFLICT (jti) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)`},
+		{&s.isRevoked, `SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ?)`},
+		{&s.purgeRevocations, `DELETE FROM revoked_tokens WHERE expires_at < ?`},
+	} {
+		st, err := s.db.PrepareContext(ctx, p.query)
+		if err != nil {
+			return err
+		}
+		*p.stmt = st
+	}
+	return nil
+}
+
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+// migrations returns the embedded migrations, which must be numbered 1, 2,
+// ... without gaps (0001_init.sql, 0002_....sql).
+func migrations() ([]migration, error) {
+	entries, err := fs.ReadDir(migrationFS, "migrations") // sorted by name
+	if err != nil {
+		return nil, err
+	}
+	var ms []migration
+	for i, e := range entries {
+		num, _, _ := strings.Cut(e.Name(), "_")
+		if v, err := strconv.Atoi(num); err != nil || v != i+1 {
+			return nil, fmt.Errorf("migration %s: want version %d", e.Name(), i+1)
+		}
+		b, err := migrationFS.ReadFile("migrations/" + e.Name())
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, migration{version: i + 1, name: e.Name(), sql: string(b)})
+	}
+	return ms, nil
+}
+
+// migrate brings the schema up to date in one transaction. The transaction
+// is IMMEDIATE (see dsn), so two processes opening a new database at once
+// cannot both migrate it.
+func migrate(ctx context.Context, db *sql.DB) error {
+	ms, err := migrations()
+	if err != nil {
+		return err
+	}
+	latest := len(ms)
+
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() // no-op after Commit
+
+	var v int
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return err
+	}
+	switch {
+	case v > latest:
+		return fmt.Errorf("%w (version %d, this binary knows up to %d); upgrade authline",
+			ErrSchemaTooNew, v, latest)
+	case v < 0:
+		return fmt.Errorf("invalid schema version %d", v)
+	case v == latest:
+		return nil
+	}
+	for _, m := range ms[v:] {
+		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+			return fmt.Errorf("migration %s: %w", m.name, err)
+		}
+	}
+	// PRAGMA takes no bound parameters; latest is an int we computed.
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", latest)); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// Path returns the path the store was opened with.
+func (s *Store) Path() string { return s.path }
+
+// Close closes the database. It is idempotent; other calls after Close
+// return store.ErrUnavailable.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	var errs []error
+	for _, st := range []*sql.Stmt{s.createUser, s.getUser, s.listUsers, s.setRole,
+		s.setPasswordHash, s.deleteUser, s.countAdmins, s.revokeToken, s.isRevoked, s.purgeRevocations} {
+		if st != nil { // nil if Open failed before preparing
+			errs = append(errs, st.Close())
+		}
+	}
+	errs = append(errs, s.db.Close())
+	return errors.Join(errs...)
+}
+
+// err maps err with mapErr, and reports any failure during or after Close
+// as ErrUnavailable: database/sql says "statement is closed" or "database
+// is closed" there, which it exports no error value for.
+func (s *Store) err(op string, err error) error {
+	if err != nil && s.closed.Load() {
+		return fmt.Errorf("sqlite: %s: %w: %w", op, store.ErrUnavailable, err)
+	}
+	return mapErr(op, err)
+}
+
+// mapErr wraps err, adding the store error it stands for, if any; the
+// cause stays reachable with errors.Is/As.
+func mapErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var kind error
+	var se *sqlite.Error
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		kind = store.ErrNotFound
+	case errors.Is(err, sql.ErrConnDone), errors.Is(err, context.DeadlineExceeded):
+		kind = store.ErrUnavailable
+	case errors.As(err, &se):
+		// Codes are extended (the driver turns extended codes on).
+		switch code := se.Code(); {
+		case code == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, code == sqlite3.SQLITE_CONSTRAINT_UNIQUE:
+			kind = store.ErrConflict
+		case code&0xff == sqlite3.SQLITE_BUSY: // still locked after busy_timeout
+			kind = store.ErrUnavailable
+		}
+	}
+	if kind == nil {
+		return fmt.Errorf("sqlite: %s: %w", op, err)
+	}
+	return fmt.Errorf("sqlite: %s: %w: %w", op, kind, err)
+}
+
+// execOne runs a statement that must touch exactly one user.
+func (s *Store) execOne(ctx context.Context, op string, st *sql.Stmt, args ...any) error {
+	res, err := st.ExecContext(ctx, args...)
+	if err != nil {
+		return s.err(op, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return s.err(op, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("sqlite: %s: %w", op, store.ErrNotFound)
+	}
+	return nil
+}
+
+func checkRole(role string) error {
+	if !store.ValidRole(role) {
+		return fmt.Errorf("sqlite: invalid role %q", role)
+	}
+	return nil
+}
+
+// CreateUser implements store.Store.
+func (s *Store) CreateUser(ctx context.Context, u store.User) error {
+	if err := checkRole(u.Role); err != nil {
+		return err
+	}
+	_, err := s.createUser.ExecContext(ctx, u.Username, u.PasswordHash, u.Role, u.CreatedAt.Unix())
+	return s.err("create user", err)
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanUser(sc scanner) (store.User, error) {
+	var u store.User
+	var created int64
+	if err := sc.Scan(&u.Username, &u.PasswordHash, &u.Role, &created); err != nil {
+		return store.User{}, err
+	}
+	u.CreatedAt = time.Unix(created, 0).UTC()
+	return u, nil
+}
+
+// GetUser implements store.Store.
+func (s *Store) GetUser(ctx context.Context, username string) (store.User, error) {
+	u, err := scanUser(s.getUser.QueryRowContext(ctx, username))
+	if err != nil {
+		return store.User{}, s.err("get user", err)
+	}
+	return u, nil
+}
+
+// ListUsers implements store.Store. Usernames sort by their bytes.
+func (s *Store) ListUsers(ctx context.Context) ([]store.User, error) {
+	rows, err := s.listUsers.QueryContext(ctx)
+	if err != nil {
+		return nil, s.err("list users", err)
+	}
+	defer rows.Close()
+	var users []store.User
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, s.err("list users", err)
+		}
+		users = append(users, u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.err("list users", err)
+	}
+	return users, nil
+}
+
+// SetRole implements store.Store.
+func (s *Store) SetRole(ctx context.Context, username, role string) error {
+	if err := checkRole(role); err != nil {
+		return err
+	}
+	return s.execOne(ctx, "set role", s.setRole, role, username)
+}
+
+// SetPasswordHash implements store.Store.
+func (s *Store) SetPasswordHash(ctx context.Context, username string, hash []byte) error {
+	return s.execOne(ctx, "set password hash", s.setPasswordHash, hash, username)
+}
+
+// DeleteUser implements store.Store.
+func (s *Store) DeleteUser(ctx context.Context, username string) error {
+	return s.execOne(ctx, "delete user", s.deleteUser, username)
+}
+
+// CountAdmins implements store.Store.
+func (s *Store) CountAdmins(ctx context.Context) (int, error) {
+	var n int
+	if err := s.countAdmins.QueryRowContext(ctx).Scan(&n); err != nil {
+		return 0, s.err("count admins", err)
+	}
+	return n, nil
+}
+
+// RevokeToken implements store.Store. Revoking a token again keeps the
+// later of the two expiry times.
+func (s *Store) RevokeToken(ctx context.Context, jti string, expiresAt time.Time) error {
+	_, err := s.revokeToken.ExecContext(ctx, jti, expiresAt.Unix())
+	return s.err("revoke token", err)
+}
+
+// IsRevoked implements store.Store.
+func (s *Store) IsRevoked(ctx context.Context, jti string) (bool, error) {
+	var revoked bool
+	if err := s.isRevoked.QueryRowContext(ctx, jti).Scan(&revoked); err != nil {
+		return false, s.err("is revoked", err)
+	}
+	return revoked, nil
+}
+
+// PurgeRevocations implements store.Store. Times are compared in whole
+// seconds; a revocation expiring within now's second is kept.
+func (s *Store) PurgeRevocations(ctx context.Context, now time.Time) (int, error) {
+	res, err := s.purgeRevocations.ExecContext(ctx, now.Unix())
+	if err != nil {
+		return 0, s.err("purge revocations", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, s.err("purge revocations", err)
+	}
+	return int(n), nil
+}

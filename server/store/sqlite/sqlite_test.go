@@ -1,0 +1,378 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/authline/authline/server/store"
+	"github.com/authline/authline/server/store/storetest"
+)
+
+// Close must release every connection and goroutine of the pool.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func openTest(t *testing.T, path string) *Store {
+	t.Helper()
+	s, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return openTest(t, filepath.Join(t.TempDir(), "authline.db"))
+	})
+}
+
+// rawDB opens path without Store, for poking at the file behind its back.
+func rawDB(t *testing.T, path, query string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path+"?"+query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func TestReopenKeepsData(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "authline.db")
+	exp := time.Now().Add(time.Hour)
+	want := store.User{Username: "alice", PasswordHash: []byte("$2a$10$x\x00y"), Role: store.RoleAdmin, CreatedAt: time.Unix(1700000000, 0)}
+
+	s, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateUser(t.Context(), want); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RevokeToken(t.Context(), "jti-1", exp); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openTest(t, path) // migrations already applied: must be a no-op
+	got, err := s.GetUser(t.Context(), "alice")
+	if err != nil {
+		t.Fatalf("GetUser after reopen: %v", err)
+	}
+	if got.Username != want.Username || string(got.PasswordHash) != string(want.PasswordHash) ||
+		got.Role != want.Role || !got.CreatedAt.Equal(want.CreatedAt) {
+		t.Errorf("GetUser after reopen = %+v, want %+v", got, want)
+	}
+	if revoked, err := s.IsRevoked(t.Context(), "jti-1"); err != nil || !revoked {
+		t.Errorf("IsRevoked after reopen = %v, %v; want true", revoked, err)
+	}
+	ms, err := migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v int
+	if err := s.db.QueryRowContext(t.Context(), "PRAGMA user_version").Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	if v != len(ms) || v < 1 {
+		t.Errorf("user_version = %d, want %d (one per migration)", v, len(ms))
+	}
+}
+
+func TestSchemaTooNew(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "authline.db")
+	s, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db := rawDB(t, path, "")
+	if _, err := db.Exec("PRAGMA user_version = 9999"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	s, err = Open(t.Context(), path)
+	if err == nil {
+		s.Close()
+		t.Fatal("Open(newer schema) succeeded")
+	}
+	if !errors.Is(err, ErrSchemaTooNew) {
+		t.Errorf("Open(newer schema) = %v, want ErrSchemaTooNew", err)
+	}
+	t.Logf("error reads: %v", err)
+}
+
+func TestFileMode(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "authline.db")
+	s := openTest(t, path)
+	// A write creates the WAL, which holds the hashes too until checkpoint.
+	if err := s.CreateUser(t.Context(), store.User{Username: "alice", PasswordHash: []byte("h"), Role: store.RoleUser}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := fi.Mode().Perm(); m != 0o600 {
+			t.Errorf("%s: mode %o, want 600", filepath.Base(p), m)
+		}
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	garbage := filepath.Join(dir, "garbage.db")
+	if err := os.WriteFile(garbage, []byte("this is not an SQLite database, not even close to one......"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, path string
+		wantErr    error // nil: any error
+		noFile     bool  // the path must not have been created
+	}{
+		{"missing parent", filepath.Join(dir, "nope", "authline.db"), fs.ErrNotExist, true},
+		{"parent is a file", filepath.Join(file, "authline.db"), nil, true},
+		{"empty path", "", nil, false},
+		{"not a database", garbage, nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Open(t.Context(), tc.path)
+			if err == nil {
+				s.Close()
+				t.Fatal("Open succeeded")
+			}
+			if tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
+				t.Errorf("Open = %v, want %v", err, tc.wantErr)
+			}
+			if _, statErr := os.Stat(tc.path); tc.noFile && statErr == nil {
+				t.Errorf("Open created %s", tc.path)
+			}
+		})
+	}
+}
+
+// The DSN pragmas are per connection; check that each pooled connection
+// has them, not only the first.
+func TestPragmasOnEveryConnection(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "authline.db"))
+	ctx := t.Context()
+	const n = 4
+	conns := make([]*sql.Conn, n)
+	for i := range conns { // held at once, so each is a distinct connection
+		c, err := s.db.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns[i] = c
+	}
+	for i, c := range conns {
+		for _, p := range []struct{ pragma, want string }{
+			{"busy_timeout", "5000"},
+			{"journal_mode", "wal"},
+			{"synchronous", "2"}, // FULL
+			{"foreign_keys", "1"},
+		} {
+			var got string
+			if err := c.QueryRowContext(ctx, "PRAGMA "+p.pragma).Scan(&got); err != nil {
+				t.Fatal(err)
+			}
+			if got != p.want {
+				t.Errorf("conn %d: %s = %s, want %s", i, p.pragma, got, p.want)
+			}
+		}
+	}
+}
+
+// Two processes starting on a new database at once: the migration
+// transaction serialises them, and both come up.
+func TestConcurrentOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "authline.db")
+	var wg sync.WaitGroup
+	stores := make([]*Store, 4)
+	errs := make([]error, len(stores))
+	for i := range stores {
+		wg.Go(func() { stores[i], errs[i] = Open(t.Context(), path) })
+	}
+	wg.Wait()
+	for i, s := range stores {
+		if errs[i] != nil {
+			t.Errorf("Open #%d: %v", i, errs[i])
+			continue
+		}
+		defer s.Close()
+	}
+	if t.Failed() {
+		return
+	}
+	if err := stores[0].CreateUser(t.Context(), store.User{Username: "alice", PasswordHash: []byte("h"), Role: store.RoleUser}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stores[1].GetUser(t.Context(), "alice"); err != nil {
+		t.Errorf("GetUser via another Store: %v", err)
+	}
+}
+
+// While another connection holds the write lock, a write waits for it and
+// then gives up with ErrUnavailable once its context's deadline passes.
+func TestLockedIsUnavailable(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "authline.db")
+	s := openTest(t, path)
+	holder, err := rawDB(t, path, "").Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	if _, err := holder.ExecContext(t.Context(), "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	defer holder.ExecContext(context.Background(), "ROLLBACK")
+
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = s.CreateUser(ctx, store.User{Username: "alice", PasswordHash: []byte("h"), Role: store.RoleUser})
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("CreateUser while locked = %v, want ErrUnavailable", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("CreateUser took %v, want it to stop at the context deadline", d)
+	}
+}
+
+// mapErr is fed real driver errors, produced on a bare connection.
+func TestMapErr(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "authline.db")
+	openTest(t, path) // creates the schema
+	ctx := t.Context()
+	db := rawDB(t, path, "_pragma=busy_timeout(20)")
+	insert := func(name, role string, hash any) error {
+		_, err := db.ExecContext(ctx, "INSERT INTO users VALUES (?, ?, ?, 0)", name, hash, role)
+		return err
+	}
+	if err := insert("alice", "user", []byte("h")); err != nil {
+		t.Fatal(err)
+	}
+
+	busy := func() error {
+		holder := rawDB(t, path, "")
+		c, err := holder.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+			t.Fatal(err)
+		}
+		defer c.ExecContext(ctx, "ROLLBACK")
+		return insert("bob", "user", []byte("h"))
+	}
+
+	for _, tc := range []struct {
+		name string
+		err  error
+		want error // nil: none of the store errors
+	}{
+		{"no rows", db.QueryRowContext(ctx, "SELECT 1 FROM users WHERE username = 'x'").Scan(new(int)), store.ErrNotFound},
+		{"unique", insert("alice", "user", []byte("h")), store.ErrConflict},
+		{"check", insert("carol", "root", []byte("h")), nil},
+		{"not null", insert("dave", "user", nil), nil},
+		{"busy", busy(), store.ErrUnavailable},
+		{"conn done", sql.ErrConnDone, store.ErrUnavailable},
+		{"deadline", fmt.Errorf("query: %w", context.DeadlineExceeded), store.ErrUnavailable},
+		{"syntax", func() error { _, err := db.ExecContext(ctx, "SELEKT"); return err }(), nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.err == nil {
+				t.Fatal("the setup produced no error")
+			}
+			got := mapErr("op", tc.err)
+			if !errors.Is(got, tc.err) {
+				t.Errorf("mapErr lost the cause: %v", got)
+			}
+			for _, kind := range []error{store.ErrNotFound, store.ErrConflict, store.ErrUnavailable} {
+				if is := errors.Is(got, kind); is != (kind == tc.want) {
+					t.Errorf("errors.Is(%v, %v) = %v", got, kind, is)
+				}
+			}
+		})
+	}
+	if mapErr("op", nil) != nil {
+		t.Error("mapErr(nil) != nil")
+	}
+}
+
+func TestCloseIdempotent(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "authline.db")
+	s, err := Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Path() != path {
+		t.Errorf("Path() = %q, want %q", s.Path(), path)
+	}
+	for i := range 2 {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close #%d: %v", i+1, err)
+		}
+	}
+	// The last connection checkpoints and removes the WAL on close.
+	if _, err := os.Stat(path + "-wal"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("-wal still there after Close: %v", err)
+	}
+}
+
+// The DSN is a file: URI; characters that mean something in a URI must
+// reach SQLite as part of the file name.
+func TestOddPath(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a b?c#d%41&_pragma=x")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "authline.db")
+	for i := range 2 { // the second Open must find the first one's data
+		s := openTest(t, path)
+		if i == 0 {
+			if err := s.CreateUser(t.Context(), store.User{Username: "alice", PasswordHash: []byte("h"), Role: store.RoleUser}); err != nil {
+				t.Fatal(err)
+			}
+		} else if _, err := s.GetUser(t.Context(), "alice"); err != nil {
+			t.Errorf("GetUser after reopen: %v", err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || entries[0].Name() != "authline.db" {
+		t.Errorf("files in %q: %v, want only authline.db", dir, entries)
+	}
+}
