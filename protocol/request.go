@@ -170,7 +170,7 @@ func jsonErrorText(err error) string {
 
 func canonicalCommand(name string) (string, *Error) {
 	for _, c := range Commands {
-		if strings.EqualFold(name, c) {
+		if EqualFoldASCII(name, c) {
 			return c, nil
 		}
 	}
@@ -194,11 +194,34 @@ var usage = map[string]string{
 // Usage returns the inline syntax of a canonical command name.
 func Usage(cmd string) string { return usage[cmd] }
 
-// parseInline splits the line on runs of spaces and tabs, so inline
-// passwords and tokens cannot contain either; the JSON form has no such
-// limit.
+// EqualFoldASCII is strings.EqualFold for ASCII letters only. Unicode
+// folding would take "ſ" (U+017F) for "s" and the Kelvin sign for "k".
+func EqualFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+func isInlineSeparator(r rune) bool { return r == ' ' || r == '\t' }
+
+// parseInline splits the line on runs of spaces and tabs (and nothing
+// else: a no-break space is part of a password), so inline passwords and
+// tokens cannot contain either; the JSON form has no such limit.
 func parseInline(line []byte) (Request, *Error) {
-	fields := strings.Fields(string(line))
+	fields := strings.FieldsFunc(string(line), isInlineSeparator)
 	if len(fields) == 0 {
 		return Request{}, Errorf(CodeBadRequest, "empty request")
 	}
@@ -260,10 +283,10 @@ func (r *Request) validate() *Error {
 			return Errorf(CodeBadRequest, "missing password")
 		}
 		if r.Cmd == CmdLogin {
-			switch strings.ToLower(r.Mode) {
-			case "", ModeSession:
+			switch {
+			case r.Mode == "", EqualFoldASCII(r.Mode, ModeSession):
 				r.Mode = ModeSession
-			case ModeToken:
+			case EqualFoldASCII(r.Mode, ModeToken):
 				r.Mode = ModeToken
 			default:
 				return Errorf(CodeBadRequest, "mode must be %q or %q", ModeSession, ModeToken)
@@ -273,7 +296,20 @@ func (r *Request) validate() *Error {
 		if r.Resource == "" {
 			return Errorf(CodeBadRequest, "missing resource")
 		}
-		r.Resource = strings.ToLower(r.Resource)
+		// The resources are part of the protocol, so an unknown one is a
+		// 404 before any authentication is looked at.
+		switch {
+		case EqualFoldASCII(r.Resource, ResourceProtected):
+			r.Resource = ResourceProtected
+		case EqualFoldASCII(r.Resource, ResourceAdmin):
+			r.Resource = ResourceAdmin
+		default:
+			name := r.Resource
+			if len(name) > 64 {
+				name = name[:64] + "..."
+			}
+			return Errorf(CodeNotFound, "unknown resource %q (known: %s, %s)", name, ResourceProtected, ResourceAdmin)
+		}
 	}
 	return nil
 }

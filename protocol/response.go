@@ -72,6 +72,7 @@ const (
 	ByeQuit        = "quit"
 	ByeLineTooLong = "line_too_long"
 	ByeShutdown    = "shutdown"
+	ByeIdleTimeout = "idle_timeout"
 )
 
 // AppendBye appends the event sent before the server closes a connection.

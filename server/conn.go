@@ -170,7 +170,7 @@ func (c *conn) readFailed(err error) {
 		c.bye(protocol.ByeShutdown)
 	case isTimeout(err):
 		c.log().Info("closing idle connection", "remote", c.peer.Addr, "idle", c.srv.IdleTimeout)
-		c.bye("idle_timeout")
+		c.bye(protocol.ByeIdleTimeout)
 	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 		c.flush()
 	default:

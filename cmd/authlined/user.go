@@ -164,7 +164,11 @@ func newUserSetRoleCmd(g *globalOptions, streams Streams) *cobra.Command {
 		Short: "Change a user's role (user or admin)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, role := strings.ToLower(args[0]), args[1]
+			name, err := auth.NormalizeUsername(args[0])
+			if err != nil {
+				return usageError{err}
+			}
+			role := args[1]
 			if !store.ValidRole(role) {
 				return usageErrorf("ROLE must be %q or %q", store.RoleUser, store.RoleAdmin)
 			}
@@ -185,7 +189,10 @@ func newUserDeleteCmd(g *globalOptions, streams Streams) *cobra.Command {
 		Short: "Delete a user",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name := strings.ToLower(args[0])
+			name, err := auth.NormalizeUsername(args[0])
+			if err != nil {
+				return usageError{err}
+			}
 			return withStore(cmd.Context(), g, func(st store.Store) error {
 				if err := st.DeleteUser(cmd.Context(), name); err != nil {
 					return notFound(name, err)

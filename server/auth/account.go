@@ -1,8 +1,6 @@
 package auth
 
 import (
-	"strings"
-
 	"golang.org/x/text/unicode/norm"
 
 	"github.com/authline/authline/protocol"
@@ -21,13 +19,30 @@ const (
 // NormalizeUsername lower-cases a username and checks it: 3 to 32 of
 // [a-z0-9._-], starting with a letter or digit.
 func NormalizeUsername(name string) (string, error) {
-	u := strings.ToLower(name)
+	u := lowerASCII(name)
 	if !validUsername(u) {
 		return "", protocol.Errorf(protocol.CodeBadRequest,
 			"username must be %d to %d characters of a-z, 0-9, '.', '_' or '-', starting with a letter or digit",
 			MinUsername, MaxUsername)
 	}
 	return u, nil
+}
+
+// lowerASCII lower-cases ASCII letters only: Unicode rules would map the
+// Kelvin sign to "k" and so give one account two spellings.
+func lowerASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; 'A' <= c && c <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if 'A' <= b[j] && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
 }
 
 func validUsername(u string) bool {

@@ -184,16 +184,12 @@ func (s *Service) RevokeToken(ctx context.Context, id server.Identity) error {
 }
 
 // Resource implements server.Backend: "protected" for any authenticated
-// user, "admin" for admins only. Whether a resource exists is public, so it
-// is checked before authentication.
+// user, "admin" for admins only.
 func (s *Service) Resource(_ context.Context, id *server.Identity, name string) (string, error) {
 	switch name {
 	case protocol.ResourceProtected, protocol.ResourceAdmin:
-	default:
-		if len(name) > 64 {
-			name = name[:64] + "..."
-		}
-		return "", protocol.Errorf(protocol.CodeNotFound, "unknown resource %q (known: protected, admin)", name)
+	default: // ParseRequest refuses unknown resources; this guards other callers
+		return "", protocol.Errorf(protocol.CodeNotFound, "unknown resource")
 	}
 	if id == nil {
 		return "", protocol.Errorf(protocol.CodeUnauthenticated, "authentication required: LOGIN first or send a token")
