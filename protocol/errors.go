@@ -7,6 +7,7 @@ package protocol
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Proto is the protocol version announced in the greeting.
@@ -28,6 +29,7 @@ const (
 	CodeNotFound           Code = "not_found"
 	CodeConflict           Code = "conflict"
 	CodeLineTooLong        Code = "line_too_long"
+	CodeRateLimited        Code = "rate_limited"
 	CodeInternal           Code = "internal"
 	CodeUnavailable        Code = "unavailable"
 )
@@ -54,6 +56,8 @@ func (c Code) Status() int {
 		return 409
 	case CodeLineTooLong:
 		return 413
+	case CodeRateLimited:
+		return 429
 	case CodeUnavailable:
 		return 503
 	default:
@@ -65,7 +69,7 @@ func (c Code) Status() int {
 var Codes = []Code{
 	CodeBadRequest, CodeUnknownCommand, CodeInvalidCredentials, CodeUnauthenticated,
 	CodeInvalidToken, CodeTokenExpired, CodeForbidden, CodeNotFound, CodeConflict,
-	CodeLineTooLong, CodeInternal, CodeUnavailable,
+	CodeLineTooLong, CodeRateLimited, CodeInternal, CodeUnavailable,
 }
 
 // Error is an error that goes onto the wire: a code (and so a status) and a
@@ -74,7 +78,10 @@ var Codes = []Code{
 type Error struct {
 	Code    Code
 	Message string
-	Err     error
+	// RetryAfter, when positive, is sent as data.retry_after (whole
+	// seconds, rounded up): how long the client should wait (429, 503).
+	RetryAfter time.Duration
+	Err        error
 }
 
 // Errorf returns an *Error with a formatted message.

@@ -21,6 +21,7 @@ var wantStatus = map[protocol.Code]int{
 	"not_found":           404,
 	"conflict":            409,
 	"line_too_long":       413,
+	"rate_limited":        429,
 	"internal":            500,
 	"unavailable":         503,
 }

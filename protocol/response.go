@@ -28,7 +28,22 @@ func (r *Response) OK() bool { return r.Error == "" }
 
 // ErrorResponse builds the response for a wire error.
 func ErrorResponse(id json.RawMessage, e *Error) Response {
-	return Response{ID: id, Status: e.Status(), Error: e.Code, Message: e.Message}
+	r := Response{ID: id, Status: e.Status(), Error: e.Code, Message: e.Message}
+	if e.RetryAfter > 0 {
+		r.Data = RetryData{RetryAfter: int64((e.RetryAfter + time.Second - 1) / time.Second)}
+	}
+	return r
+}
+
+// RetryData is the data of an error that says when to try again.
+type RetryData struct {
+	RetryAfter int64 `json:"retry_after"` // seconds
+}
+
+func (d RetryData) AppendJSON(dst []byte) []byte {
+	dst = append(dst, `{"retry_after":`...)
+	dst = strconv.AppendInt(dst, d.RetryAfter, 10)
+	return append(dst, '}')
 }
 
 // AppendResponse appends the response as one JSON line, "\n" included.
@@ -73,6 +88,7 @@ const (
 	ByeLineTooLong = "line_too_long"
 	ByeShutdown    = "shutdown"
 	ByeIdleTimeout = "idle_timeout"
+	ByeLineTimeout = "line_timeout"
 )
 
 // AppendBye appends the event sent before the server closes a connection.

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -19,7 +20,7 @@ const (
 	readBufferSize = 4 << 10
 	// flushThreshold bounds the responses a pipelining client can make the
 	// server hold before they are written out.
-	flushThreshold = 64 << 10
+	flushThreshold = 16 << 10
 )
 
 var errLineTooLong = errors.New("line too long")
@@ -38,6 +39,10 @@ type conn struct {
 	mu sync.Mutex
 
 	session *Identity // set by a session-mode LOGIN
+	// authenticated is set once the connection logged in or showed a
+	// valid token; it lifts the pre-authentication line limit.
+	authenticated bool
+	rejected      bool // over a connection limit: answered 503 and closed
 
 	// Response data reused across requests, so answering allocates
 	// nothing for them.
@@ -64,16 +69,40 @@ func (c *conn) interrupt() {
 	c.mu.Unlock()
 }
 
-// armRead sets the idle deadline for the next read, or reports that the
-// server is shutting down.
-func (c *conn) armRead() bool {
+// armRead sets the read deadline d from now (none if d is zero), or
+// reports that the server is shutting down.
+func (c *conn) armRead(d time.Duration) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.srv.inShutdown.Load() {
 		return false
 	}
-	c.nc.SetReadDeadline(time.Now().Add(c.srv.IdleTimeout))
+	c.nc.SetReadDeadline(deadline(d))
 	return true
+}
+
+func deadline(d time.Duration) time.Time {
+	if d <= 0 {
+		return time.Time{}
+	}
+	return time.Now().Add(d)
+}
+
+// errTooManyConns is what a connection over a limit gets.
+var errTooManyConns = protocol.Errorf(protocol.CodeUnavailable, "too many connections")
+
+// reject answers a connection over a limit and closes it. It runs in its own
+// goroutine because a TLS connection's first write is the handshake.
+func (c *conn) reject() {
+	defer func() {
+		c.nc.Close()
+		c.srv.trackConn(c, false)
+	}()
+	c.log().Warn("connection limit reached; refusing connection", "remote", c.peer.Addr,
+		"max_conns", c.srv.MaxConns, "max_conns_per_ip", c.srv.MaxConnsPerIP)
+	c.nc.SetDeadline(time.Now().Add(time.Second))
+	c.respondError(nil, errTooManyConns)
+	c.nc.Write(c.out)
 }
 
 func (c *conn) serve() {
@@ -93,13 +122,25 @@ func (c *conn) serve() {
 				return
 			}
 		}
-		if !c.armRead() {
+		if c.r.Buffered() == 0 {
+			// Wait for the next line to start, for at most the idle timeout.
+			if !c.armRead(c.srv.IdleTimeout) {
+				c.bye(protocol.ByeShutdown)
+				return
+			}
+			if _, err := c.r.Peek(1); err != nil {
+				c.readFailed(err, protocol.ByeIdleTimeout)
+				return
+			}
+		}
+		// A started line must be complete within the line timeout.
+		if !c.armRead(c.srv.LineTimeout) {
 			c.bye(protocol.ByeShutdown)
 			return
 		}
 		line, err := c.readLine()
 		if err != nil && len(line) == 0 {
-			c.readFailed(err)
+			c.readFailed(err, protocol.ByeLineTimeout)
 			return
 		}
 		if done := c.handleLine(line); done {
@@ -119,7 +160,7 @@ func (c *conn) serve() {
 // until the next read. At EOF an unterminated last line is returned
 // together with io.EOF; after any other error a partial line is dropped.
 func (c *conn) readLine() ([]byte, error) {
-	max := c.srv.MaxLineBytes
+	max := c.maxLine()
 	c.line = c.line[:0]
 	for {
 		frag, err := c.r.ReadSlice('\n')
@@ -159,18 +200,29 @@ func contentLen(line []byte) int {
 	return n
 }
 
-func (c *conn) readFailed(err error) {
+// maxLine is the line limit that applies to the connection now.
+func (c *conn) maxLine() int {
+	if c.authenticated {
+		return c.srv.MaxLineBytes
+	}
+	return c.srv.MaxLineBytesPreAuth
+}
+
+// readFailed ends the connection after a failed read; timeoutReason is the
+// bye reason if the read timed out.
+func (c *conn) readFailed(err error, timeoutReason string) {
 	switch {
 	case errors.Is(err, errLineTooLong):
-		c.log().Warn("request line too long", "remote", c.peer.Addr, "max_bytes", c.srv.MaxLineBytes)
-		e := protocol.Errorf(protocol.CodeLineTooLong, "request line longer than %d bytes", c.srv.MaxLineBytes)
+		max := c.maxLine()
+		c.log().Warn("limit hit: request line too long; closing", "remote", c.peer.Addr, "max_bytes", max, "authenticated", c.authenticated)
+		e := protocol.Errorf(protocol.CodeLineTooLong, "request line longer than %d bytes", max)
 		c.respondError(nil, e)
 		c.bye(protocol.ByeLineTooLong)
 	case c.srv.inShutdown.Load():
 		c.bye(protocol.ByeShutdown)
 	case isTimeout(err):
-		c.log().Info("closing idle connection", "remote", c.peer.Addr, "idle", c.srv.IdleTimeout)
-		c.bye(protocol.ByeIdleTimeout)
+		c.log().Info("limit hit: connection timed out; closing", "remote", c.peer.Addr, "reason", timeoutReason)
+		c.bye(timeoutReason)
 	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 		c.flush()
 	default:
@@ -194,7 +246,7 @@ func (c *conn) flush() error {
 	if len(c.out) == 0 {
 		return nil
 	}
-	c.nc.SetWriteDeadline(time.Now().Add(c.srv.WriteTimeout))
+	c.nc.SetWriteDeadline(deadline(c.srv.WriteTimeout))
 	_, err := c.nc.Write(c.out)
 	c.out = c.out[:0]
 	if err != nil {
@@ -210,12 +262,33 @@ func (c *conn) handleLine(raw []byte) (closeConn bool) {
 	if len(line) == 0 {
 		return false // blank lines carry no request
 	}
+	if looksLikeHTTP(line) {
+		// A web page can make a browser send HTTP here, and the inline
+		// form would run what it carries; drop the connection, as Redis
+		// does.
+		c.log().Warn("security: HTTP request on the authline port, possible cross-protocol attack; closing", "remote", c.peer.Addr)
+		c.out = c.out[:0]
+		return true
+	}
 	req, perr := protocol.ParseRequest(line)
 	if perr != nil {
 		c.respondError(req.ID, perr)
 		return false
 	}
 	return c.dispatch(&req)
+}
+
+// looksLikeHTTP recognises an HTTP request line ("POST /x HTTP/1.1") or a
+// Host header.
+func looksLikeHTTP(line []byte) bool {
+	if line[0] == '{' {
+		return false
+	}
+	if len(line) >= 5 && protocol.EqualFoldASCII(string(line[:5]), "host:") {
+		return true
+	}
+	sp := bytes.LastIndexByte(line, ' ')
+	return sp > 0 && bytes.HasPrefix(line[sp+1:], []byte("HTTP/")) && bytes.IndexByte(line, ' ') < sp
 }
 
 func (c *conn) respond(id []byte, status int, msg string, data protocol.Data) {
@@ -310,6 +383,7 @@ func (c *conn) login(ctx context.Context, req *protocol.Request) {
 	}
 	id.Auth = protocol.AuthSession
 	c.session = &id
+	c.authenticated = true
 	c.audit("login succeeded", id.Username, nil, "mode", req.Mode)
 	c.respond(req.ID, protocol.StatusOK, "logged in", &c.loginData)
 }
@@ -324,6 +398,7 @@ func (c *conn) identity(ctx context.Context, req *protocol.Request) (*Identity, 
 			c.audit("token rejected", "", err)
 			return nil, err
 		}
+		c.authenticated = true
 		return &id, nil
 	}
 	return c.session, nil

@@ -8,7 +8,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,16 +18,21 @@ import (
 
 // Defaults for the Server's limits.
 const (
-	DefaultMaxLineBytes = 16 << 10
-	DefaultIdleTimeout  = 5 * time.Minute
-	DefaultWriteTimeout = 10 * time.Second
+	DefaultMaxLineBytes        = 16 << 10
+	DefaultMaxLineBytesPreAuth = 4 << 10
+	DefaultIdleTimeout         = 5 * time.Minute
+	DefaultLineTimeout         = 10 * time.Second
+	DefaultWriteTimeout        = 10 * time.Second
+	DefaultMaxConns            = 10000
+	DefaultMaxConnsPerIP       = 256
 )
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
 var ErrServerClosed = errors.New("server: closed")
 
-// Server serves the authline protocol. Set the fields before calling Serve;
-// zero values take the defaults above.
+// Server serves the authline protocol. Set the fields before calling Serve.
+// For every limit, zero takes the default above and a negative value
+// switches the limit off.
 type Server struct {
 	Backend Backend      // required
 	Logger  *slog.Logger // nil discards logs
@@ -34,17 +41,29 @@ type Server struct {
 	// MaxLineBytes is the longest request line accepted, terminator not
 	// counted; a longer one gets 413 and the connection is closed.
 	MaxLineBytes int
-	// IdleTimeout closes a connection that sends no request for that long.
+	// MaxLineBytesPreAuth is the tighter line limit for connections that
+	// have not logged in or sent a valid token yet (as Redis and memcached
+	// limit unauthenticated clients). It never exceeds MaxLineBytes.
+	MaxLineBytesPreAuth int
+	// IdleTimeout closes a connection that starts no request for that long.
 	IdleTimeout time.Duration
+	// LineTimeout closes a connection whose started line is not complete
+	// after that long (slowloris).
+	LineTimeout time.Duration
 	// WriteTimeout bounds each write to a client, so one that stops
 	// reading cannot hold the server's buffers forever.
 	WriteTimeout time.Duration
+	// MaxConns and MaxConnsPerIP bound open connections, in all and from
+	// one IP address; a connection over a limit gets a 503 and is closed.
+	MaxConns      int
+	MaxConnsPerIP int
 
 	mu         sync.Mutex
 	listeners  map[*net.Listener]struct{}
 	conns      map[*conn]struct{}
+	connsPerIP map[netip.Addr]int
 	inShutdown atomic.Bool
-	connWG     sync.WaitGroup
+	connWG     sync.WaitGroup // connection goroutines, rejected ones included
 
 	initOnce sync.Once
 	// baseCtx is the parent of every request's context; it is cancelled
@@ -53,25 +72,35 @@ type Server struct {
 	cancelBase context.CancelFunc
 }
 
+// orDefault resolves a limit field: zero is def, negative is off.
+func orDefault[T int | time.Duration](v, def, off T) T {
+	switch {
+	case v == 0:
+		return def
+	case v < 0:
+		return off
+	}
+	return v
+}
+
 func (s *Server) init() {
 	s.initOnce.Do(func() {
 		if s.Logger == nil {
 			s.Logger = slog.New(slog.DiscardHandler)
 		}
-		if s.MaxLineBytes <= 0 {
-			s.MaxLineBytes = DefaultMaxLineBytes
-		}
-		if s.IdleTimeout <= 0 {
-			s.IdleTimeout = DefaultIdleTimeout
-		}
-		if s.WriteTimeout <= 0 {
-			s.WriteTimeout = DefaultWriteTimeout
-		}
+		s.MaxLineBytes = orDefault(s.MaxLineBytes, DefaultMaxLineBytes, math.MaxInt32)
+		s.MaxLineBytesPreAuth = min(orDefault(s.MaxLineBytesPreAuth, DefaultMaxLineBytesPreAuth, math.MaxInt32), s.MaxLineBytes)
+		s.IdleTimeout = orDefault(s.IdleTimeout, DefaultIdleTimeout, 0)
+		s.LineTimeout = orDefault(s.LineTimeout, DefaultLineTimeout, 0)
+		s.WriteTimeout = orDefault(s.WriteTimeout, DefaultWriteTimeout, 0)
+		s.MaxConns = orDefault(s.MaxConns, DefaultMaxConns, math.MaxInt)
+		s.MaxConnsPerIP = orDefault(s.MaxConnsPerIP, DefaultMaxConnsPerIP, math.MaxInt)
 		if s.Version == "" {
 			s.Version = "0.0.0"
 		}
 		s.listeners = make(map[*net.Listener]struct{})
 		s.conns = make(map[*conn]struct{})
+		s.connsPerIP = make(map[netip.Addr]int)
 		s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
 	})
 }
@@ -109,11 +138,15 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		tempDelay = 0
 		c := newConn(s, nc)
-		if !s.trackConn(c, true) {
+		switch s.trackConn(c, true) {
+		case admitted:
+			go c.serve()
+		case overLimit:
+			go c.reject()
+		case closed:
 			nc.Close()
 			return ErrServerClosed
 		}
-		go c.serve()
 	}
 }
 
@@ -136,20 +169,42 @@ func (s *Server) trackListener(ln *net.Listener, add bool) bool {
 	return true
 }
 
-func (s *Server) trackConn(c *conn, add bool) bool {
+type admission int
+
+const (
+	admitted admission = iota
+	overLimit
+	closed
+)
+
+// trackConn admits a new connection, checking the limits before any work
+// is done for it, or forgets one that ended. A connection over a limit is
+// tracked too (its goroutine answers 503), but does not count.
+func (s *Server) trackConn(c *conn, add bool) admission {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if add {
-		if s.inShutdown.Load() {
-			return false
+	ip := c.peer.Addr.Addr()
+	if !add {
+		if !c.rejected {
+			delete(s.conns, c)
+			if s.connsPerIP[ip]--; s.connsPerIP[ip] <= 0 {
+				delete(s.connsPerIP, ip)
+			}
 		}
-		s.conns[c] = struct{}{}
-		s.connWG.Add(1)
-	} else {
-		delete(s.conns, c)
 		s.connWG.Done()
+		return admitted
 	}
-	return true
+	if s.inShutdown.Load() {
+		return closed
+	}
+	s.connWG.Add(1)
+	if len(s.conns) >= s.MaxConns || s.connsPerIP[ip] >= s.MaxConnsPerIP {
+		c.rejected = true
+		return overLimit
+	}
+	s.conns[c] = struct{}{}
+	s.connsPerIP[ip]++
+	return admitted
 }
 
 // Shutdown stops the server gracefully: it closes the listeners, lets each

@@ -402,7 +402,7 @@ func TestBadInputKeepsConnection(t *testing.T) {
 		{`PING extra`, protocol.CodeBadRequest},
 		{`REGISTER onlyname`, protocol.CodeBadRequest},
 		{`LOGIN a b c d`, protocol.CodeBadRequest},
-		{strings.Repeat("Z", 5000), protocol.CodeUnknownCommand},
+		{strings.Repeat("Z", 3000), protocol.CodeUnknownCommand},
 	}
 	for _, b := range bad {
 		m := w.do(b.line)

@@ -33,8 +33,12 @@ type serveOptions struct {
 	tlsCert, tlsKey   string
 	insecurePlaintext bool
 	maxLine           int
+	maxLinePreAuth    int
 	idleTimeout       time.Duration
+	lineTimeout       time.Duration
 	writeTimeout      time.Duration
+	maxConns          int
+	maxConnsPerIP     int
 	shutdownTimeout   time.Duration
 	logFormat         string
 	logLevel          string
@@ -65,13 +69,26 @@ cross the network in clear text.`,
 	f.StringVar(&opts.tlsCert, "tls-cert", "", "TLS certificate file (PEM); serve TLS with --tls-key")
 	f.StringVar(&opts.tlsKey, "tls-key", "", "TLS private key file (PEM)")
 	f.BoolVar(&opts.insecurePlaintext, "insecure-plaintext", false, "allow plaintext on a non-loopback address")
-	f.IntVar(&opts.maxLine, "max-line", server.DefaultMaxLineBytes, "longest request line in bytes; longer gets 413 and the connection closes")
-	f.DurationVar(&opts.idleTimeout, "idle-timeout", server.DefaultIdleTimeout, "close connections idle for this long")
-	f.DurationVar(&opts.writeTimeout, "write-timeout", server.DefaultWriteTimeout, "give up on a client that does not read its responses for this long")
+	f.IntVar(&opts.maxLine, "max-line", server.DefaultMaxLineBytes, "longest request line in bytes; longer gets 413 and the connection closes (0: no limit)")
+	f.IntVar(&opts.maxLinePreAuth, "max-line-preauth", server.DefaultMaxLineBytesPreAuth, "longest request line before the connection has logged in or shown a valid token (0: same as --max-line)")
+	f.DurationVar(&opts.idleTimeout, "idle-timeout", server.DefaultIdleTimeout, "close connections that start no request for this long (0: never)")
+	f.DurationVar(&opts.lineTimeout, "line-timeout", server.DefaultLineTimeout, "close connections whose started line is not complete within this long (0: never)")
+	f.DurationVar(&opts.writeTimeout, "write-timeout", server.DefaultWriteTimeout, "cut off a client that does not read its responses for this long (0: never)")
+	f.IntVar(&opts.maxConns, "max-conns", server.DefaultMaxConns, "most open connections; more get 503 and are closed (0: no limit)")
+	f.IntVar(&opts.maxConnsPerIP, "max-conns-per-ip", server.DefaultMaxConnsPerIP, "most open connections from one IP address (0: no limit)")
 	f.DurationVar(&opts.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown waits for requests in flight")
 	f.StringVar(&opts.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&opts.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd
+}
+
+// off maps a flag's 0 ("no limit") to the Server's negative "off"; the
+// Server reads zero as "default".
+func off[T int | time.Duration](v T) T {
+	if v == 0 {
+		return -1
+	}
+	return v
 }
 
 // defaultKeyFile puts the key beside the database: data/authline.db gets
@@ -152,9 +169,13 @@ func runServe(ctx context.Context, opts *serveOptions) error {
 		Backend:      svc,
 		Logger:       log,
 		Version:      version,
-		MaxLineBytes: opts.maxLine,
-		IdleTimeout:  opts.idleTimeout,
-		WriteTimeout: opts.writeTimeout,
+		MaxLineBytes:        off(opts.maxLine),
+		MaxLineBytesPreAuth: off(opts.maxLinePreAuth),
+		IdleTimeout:         off(opts.idleTimeout),
+		LineTimeout:         off(opts.lineTimeout),
+		WriteTimeout:        off(opts.writeTimeout),
+		MaxConns:            off(opts.maxConns),
+		MaxConnsPerIP:       off(opts.maxConnsPerIP),
 	}
 
 	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

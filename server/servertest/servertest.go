@@ -29,10 +29,14 @@ type Options struct {
 	Dir        string        // directory for the database and key; default t.TempDir()
 	Now        func() time.Time
 
-	// Server fields; zero means the server's defaults.
-	MaxLineBytes int
-	IdleTimeout  time.Duration
-	WriteTimeout time.Duration
+	// Server fields; zero means the server's defaults, negative no limit.
+	MaxLineBytes        int
+	MaxLineBytesPreAuth int
+	IdleTimeout         time.Duration
+	LineTimeout         time.Duration
+	WriteTimeout        time.Duration
+	MaxConns            int
+	MaxConnsPerIP       int
 
 	// WrapBackend, if set, wraps the real backend (to inject faults).
 	WrapBackend func(server.Backend) server.Backend
@@ -91,12 +95,16 @@ func Start(t testing.TB, opts Options) *Server {
 		backend = opts.WrapBackend(backend)
 	}
 	s.Server = &server.Server{
-		Backend:      backend,
-		Logger:       opts.Logger,
-		Version:      "0.0.0-test",
-		MaxLineBytes: opts.MaxLineBytes,
-		IdleTimeout:  opts.IdleTimeout,
-		WriteTimeout: opts.WriteTimeout,
+		Backend:             backend,
+		Logger:              opts.Logger,
+		Version:             "0.0.0-test",
+		MaxLineBytes:        opts.MaxLineBytes,
+		MaxLineBytesPreAuth: opts.MaxLineBytesPreAuth,
+		IdleTimeout:         opts.IdleTimeout,
+		LineTimeout:         opts.LineTimeout,
+		WriteTimeout:        opts.WriteTimeout,
+		MaxConns:            opts.MaxConns,
+		MaxConnsPerIP:       opts.MaxConnsPerIP,
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

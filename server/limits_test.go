@@ -1,0 +1,246 @@
+package server_test
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"runtime/metrics"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/authline/authline/protocol"
+	"github.com/authline/authline/server/servertest"
+)
+
+// rawConn dials without reading the greeting.
+func rawConn(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return nc
+}
+
+func expectTooManyConns(t *testing.T, addr string) {
+	t.Helper()
+	nc := rawConn(t, addr)
+	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(nc)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	want := `{"ok":false,"status":503,"error":"unavailable","message":"too many connections"}` + "\n"
+	if string(got) != want {
+		t.Fatalf("over the limit got %q, want %q then close", got, want)
+	}
+}
+
+func TestMaxConns(t *testing.T) {
+	srv := servertest.Start(t, servertest.Options{MaxConns: 3})
+	var open []*wire
+	for range 3 {
+		open = append(open, openWire(t, srv.Addr))
+	}
+	expectTooManyConns(t, srv.Addr)
+	// Existing clients are unaffected.
+	for _, w := range open {
+		w.expect("PING", 200, "")
+	}
+	// A slot freed is a slot available again.
+	open[0].expect("QUIT", 200, "")
+	waitFor(t, func() bool { return srv.Server.NumConns() == 2 })
+	openWire(t, srv.Addr).expect("PING", 200, "")
+}
+
+func TestMaxConnsPerIP(t *testing.T) {
+	srv := servertest.Start(t, servertest.Options{MaxConnsPerIP: 2})
+	a, b := openWire(t, srv.Addr), openWire(t, srv.Addr)
+	expectTooManyConns(t, srv.Addr)
+	a.expect("PING", 200, "")
+	b.expect("PING", 200, "")
+	// Another address is counted separately.
+	nc, err := net.DialTCP("tcp", &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, net.TCPAddrFromAddrPort(netip.MustParseAddrPort(srv.Addr)))
+	if err != nil {
+		t.Skipf("cannot dial from 127.0.0.2 on this machine: %v", err)
+	}
+	startWire(t, nc).expect("PING", 200, "")
+}
+
+func TestConnLimitsOff(t *testing.T) {
+	srv := servertest.Start(t, servertest.Options{MaxConns: -1, MaxConnsPerIP: -1})
+	for range 300 { // more than the per-IP default of 256
+		openWire(t, srv.Addr)
+	}
+	openWire(t, srv.Addr).expect("PING", 200, "")
+}
+
+func TestSlowlorisLineTimeout(t *testing.T) {
+	srv := servertest.Start(t, servertest.Options{LineTimeout: 200 * time.Millisecond})
+	w := openWire(t, srv.Addr)
+	// Idle is fine: the line timeout runs only once a line has started.
+	time.Sleep(300 * time.Millisecond)
+	w.expect("PING", 200, "")
+	start := time.Now()
+	io.WriteString(w.nc, "PI")
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { // trickle one byte at a time, never finishing the line
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+				if _, err := io.WriteString(w.nc, "N"); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	if m := w.recv(); m.Event != "bye" || m.Reason != protocol.ByeLineTimeout {
+		t.Fatalf("got %+v, want bye line_timeout", m)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("slow line cut after %v", d)
+	}
+	w.expectClosed()
+}
+
+func TestPreAuthLineLimit(t *testing.T) {
+	srv := servertest.Start(t, servertest.Options{MaxLineBytes: 4096, MaxLineBytesPreAuth: 256})
+	srv.AddUser(t, "pia", "s3cretpass", "user")
+	pad := func(n int) string {
+		return `{"cmd":"PING","pad":"` + strings.Repeat("x", n-len(`{"cmd":"PING","pad":""}`)) + `"}`
+	}
+
+	w := openWire(t, srv.Addr)
+	w.expect(pad(256), 200, "")
+	w.send(pad(257))
+	if m := w.recv(); m.Status != 413 || !strings.Contains(m.Message, "256") {
+		t.Fatalf("pre-auth long line: %+v", m)
+	}
+	if m := w.recv(); m.Reason != protocol.ByeLineTooLong {
+		t.Fatalf("want bye, got %+v", m)
+	}
+	w.expectClosed()
+
+	// After LOGIN the full limit applies.
+	w = openWire(t, srv.Addr)
+	w.expect("LOGIN pia s3cretpass", 200, "")
+	w.expect(pad(4000), 200, "")
+
+	// A valid token lifts it too; an invalid one does not.
+	w = openWire(t, srv.Addr)
+	tok := tokenOf(t, w, "pia", "s3cretpass")
+	w.expect("WHOAMI bad-token", 401, protocol.CodeInvalidToken)
+	w.expect("WHOAMI "+tok, 200, "")
+	w.expect(pad(4000), 200, "")
+}
+
+func TestHTTPRequestClosesConnection(t *testing.T) {
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	srv := servertest.Start(t, servertest.Options{Logger: slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, nil))})
+	srv.AddUser(t, "victim", "s3cretpass", "user")
+	for _, req := range []string{
+		"GET / HTTP/1.1\r\nHost: 127.0.0.1:7411\r\n\r\n",
+		"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 30\r\n\r\nREGISTER evil s3cretpass\r\n",
+		"Host: example.com\r\n",
+		"PING\nPOST / HTTP/1.0\r\nREGISTER evil2 s3cretpass\n",
+	} {
+		w := openWire(t, srv.Addr)
+		if strings.HasPrefix(req, "PING") {
+			io.WriteString(w.nc, "PING\n")
+			w.recv()
+			req = strings.TrimPrefix(req, "PING\n")
+		}
+		io.WriteString(w.nc, req)
+		w.expectClosed()
+	}
+	for _, name := range []string{"evil", "evil2"} {
+		if _, err := srv.Store.GetUser(t.Context(), name); err == nil {
+			t.Fatalf("the HTTP body's REGISTER %s ran", name)
+		}
+	}
+	mu.Lock()
+	n, all := strings.Count(logs.String(), "cross-protocol"), logs.String()
+	mu.Unlock()
+	if n != 4 {
+		t.Fatalf("%d security warnings logged, want 4:\n%s", n, all)
+	}
+	// Commands that merely look alike are not HTTP.
+	w := openWire(t, srv.Addr)
+	w.expect("GET protected", 401, protocol.CodeUnauthenticated)
+	w.expect("LOGIN victim s3cretpass", 200, "")
+	w.expect("GET protected HTTP", 401, protocol.CodeInvalidToken)
+}
+
+// TestClientThatNeverReads shows that a client that floods requests and
+// never reads its responses is cut off after the write timeout, and that
+// meanwhile each such connection holds a bounded amount of server memory.
+func TestClientThatNeverReads(t *testing.T) {
+	const clients = 20
+	srv := servertest.Start(t, servertest.Options{WriteTimeout: 2 * time.Second})
+	// Requests with long answers fill the socket buffers with little work.
+	flood := []byte(strings.Repeat("GET "+strings.Repeat("r", 64)+"\n", 1000))
+
+	before := liveHeap()
+
+	var wg sync.WaitGroup
+	conns := make([]net.Conn, clients)
+	for i := range conns {
+		conns[i] = rawConn(t, srv.Addr)
+		// A small receive buffer makes the server's writes block soon,
+		// instead of after megabytes of loopback autotuning.
+		conns[i].(*net.TCPConn).SetReadBuffer(8 << 10)
+		wg.Add(1)
+		go func(nc net.Conn) {
+			defer wg.Done()
+			nc.SetWriteDeadline(time.Now().Add(20 * time.Second))
+			for {
+				if _, err := nc.Write(flood); err != nil {
+					return // the server gave up on us
+				}
+			}
+		}(conns[i])
+	}
+	// Let the floods fill every buffer, then measure while they are stuck.
+	time.Sleep(time.Second)
+	perConn := (liveHeap() - before) / clients
+	t.Logf("live heap per flooding connection: %d KiB", perConn>>10)
+	if perConn > 96<<10 {
+		t.Errorf("each never-reading connection holds %d KiB of heap, want at most 96 KiB", perConn>>10)
+	}
+
+	waitFor(t, func() bool { return srv.Server.NumConns() == 0 })
+	for _, nc := range conns {
+		nc.Close()
+	}
+	wg.Wait()
+	openWire(t, srv.Addr).expect("PING", 200, "")
+}
+
+// liveHeap runs a collection and returns the bytes it found reachable.
+func liveHeap() int64 {
+	runtime.GC()
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	return int64(s[0].Value.Uint64())
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 15s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
