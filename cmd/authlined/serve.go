@@ -166,9 +166,9 @@ func runServe(ctx context.Context, opts *serveOptions) error {
 		ln = tls.NewListener(ln, tlsConfig)
 	}
 	srv := &server.Server{
-		Backend:      svc,
-		Logger:       log,
-		Version:      version,
+		Backend:             svc,
+		Logger:              log,
+		Version:             version,
 		MaxLineBytes:        off(opts.maxLine),
 		MaxLineBytesPreAuth: off(opts.maxLinePreAuth),
 		IdleTimeout:         off(opts.idleTimeout),
