@@ -43,6 +43,7 @@ type conn struct {
 	// valid token; it lifts the pre-authentication line limit.
 	authenticated bool
 	rejected      bool // over a connection limit: answered 503 and closed
+	saidBye       bool // a bye event went out: close in order (lingerClose)
 
 	// Response data reused across requests, so answering allocates
 	// nothing for them.
@@ -107,6 +108,9 @@ func (c *conn) reject() {
 
 func (c *conn) serve() {
 	defer func() {
+		if c.saidBye {
+			c.lingerClose()
+		}
 		c.nc.Close()
 		c.srv.trackConn(c, false)
 	}()
@@ -238,7 +242,26 @@ func isTimeout(err error) bool {
 // bye sends the bye event and flushes; the caller closes the connection.
 func (c *conn) bye(reason string) {
 	c.out = protocol.AppendBye(c.out, reason)
-	c.flush()
+	c.saidBye = c.flush() == nil
+}
+
+// lingerDrain bounds what lingerClose reads and how long it waits.
+const (
+	lingerTime  = 500 * time.Millisecond
+	lingerBytes = 256 << 10
+)
+
+// lingerClose half-closes the connection and discards what the client
+// still sends for a moment before the caller closes it. Closing a socket
+// with unread input makes the kernel send a reset, which can destroy the
+// last responses and the bye event before the client reads them.
+func (c *conn) lingerClose() {
+	cw, ok := c.nc.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	c.nc.SetReadDeadline(time.Now().Add(lingerTime))
+	io.Copy(io.Discard, io.LimitReader(c.nc, lingerBytes))
 }
 
 // flush writes out the buffered responses under the write deadline.

@@ -215,7 +215,9 @@ func selfSignedCert(t *testing.T) (tls.Certificate, *x509.CertPool) {
 }
 
 func TestManyConcurrentClients(t *testing.T) {
-	srv := servertest.Start(t, servertest.Options{})
+	// A hash queue as long as the client count: here every REGISTER must
+	// wait its turn, not be refused.
+	srv := servertest.Start(t, servertest.Options{HashQueue: 100})
 	const clients = 50
 	var wg sync.WaitGroup
 	errs := make(chan error, clients)

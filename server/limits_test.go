@@ -113,16 +113,16 @@ func TestSlowlorisLineTimeout(t *testing.T) {
 }
 
 func TestPreAuthLineLimit(t *testing.T) {
-	srv := servertest.Start(t, servertest.Options{MaxLineBytes: 4096, MaxLineBytesPreAuth: 256})
+	srv := servertest.Start(t, servertest.Options{MaxLineBytes: 4096, MaxLineBytesPreAuth: 512})
 	srv.AddUser(t, "pia", "s3cretpass", "user")
 	pad := func(n int) string {
 		return `{"cmd":"PING","pad":"` + strings.Repeat("x", n-len(`{"cmd":"PING","pad":""}`)) + `"}`
 	}
 
 	w := openWire(t, srv.Addr)
-	w.expect(pad(256), 200, "")
-	w.send(pad(257))
-	if m := w.recv(); m.Status != 413 || !strings.Contains(m.Message, "256") {
+	w.expect(pad(512), 200, "")
+	w.send(pad(513))
+	if m := w.recv(); m.Status != 413 || !strings.Contains(m.Message, "512") {
 		t.Fatalf("pre-auth long line: %+v", m)
 	}
 	if m := w.recv(); m.Reason != protocol.ByeLineTooLong {

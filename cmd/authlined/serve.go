@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -39,6 +40,10 @@ type serveOptions struct {
 	writeTimeout      time.Duration
 	maxConns          int
 	maxConnsPerIP     int
+	throttle          auth.ThrottlePolicy
+	ipRate            auth.IPRateLimit
+	hashWorkers       int
+	hashQueue         int
 	shutdownTimeout   time.Duration
 	logFormat         string
 	logLevel          string
@@ -77,6 +82,17 @@ cross the network in clear text.`,
 	f.IntVar(&opts.maxConns, "max-conns", server.DefaultMaxConns, "most open connections; more get 503 and are closed (0: no limit)")
 	f.IntVar(&opts.maxConnsPerIP, "max-conns-per-ip", server.DefaultMaxConnsPerIP, "most open connections from one IP address (0: no limit)")
 	f.DurationVar(&opts.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown waits for requests in flight")
+	opts.throttle, opts.ipRate = auth.DefaultThrottlePolicy, auth.DefaultIPRateLimit
+	f.BoolVar(&opts.throttle.Disabled, "no-login-throttle", false, "switch off failed-login throttling (for load tests only)")
+	f.DurationVar(&opts.throttle.Window, "throttle-window", opts.throttle.Window, "failed logins older than this are forgotten")
+	f.IntVar(&opts.throttle.PairFree, "throttle-free", opts.throttle.PairFree, "failed logins allowed per username and address before back-off starts")
+	f.DurationVar(&opts.throttle.PairMaxDelay, "throttle-max-delay", opts.throttle.PairMaxDelay, "longest back-off per username and address")
+	f.IntVar(&opts.throttle.UserFree, "throttle-user-free", opts.throttle.UserFree, "failed logins allowed per username from all addresses before back-off starts")
+	f.DurationVar(&opts.throttle.UserMaxDelay, "throttle-user-max-delay", opts.throttle.UserMaxDelay, "longest back-off per username from all addresses")
+	f.Float64Var(&opts.ipRate.PerSecond, "ip-auth-rate", opts.ipRate.PerSecond, "LOGIN and REGISTER attempts per second allowed from one address (0: no limit)")
+	f.IntVar(&opts.ipRate.Burst, "ip-auth-burst", opts.ipRate.Burst, "burst of LOGIN and REGISTER attempts allowed from one address")
+	f.IntVar(&opts.hashWorkers, "hash-workers", runtime.NumCPU(), "bcrypt hashes computed at once")
+	f.IntVar(&opts.hashQueue, "hash-queue", auth.DefaultHashQueue, "bcrypt hashes that may wait for a worker; beyond that LOGIN and REGISTER get 503 at once (0: none wait)")
 	f.StringVar(&opts.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&opts.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd
@@ -150,7 +166,22 @@ func runServe(ctx context.Context, opts *serveOptions) error {
 	if err != nil {
 		return usageError{err}
 	}
-	svc, err := auth.New(auth.Config{Store: st, Tokens: tokens, BcryptCost: opts.bcryptCost})
+	if opts.throttle.BaseDelay == 0 {
+		opts.throttle.BaseDelay = auth.DefaultThrottlePolicy.BaseDelay
+	}
+	hashQueue := opts.hashQueue
+	if hashQueue == 0 {
+		hashQueue = -1 // the flag's 0 means no queue; Config's 0 means the default
+	}
+	svc, err := auth.New(auth.Config{
+		Store:       st,
+		Tokens:      tokens,
+		BcryptCost:  opts.bcryptCost,
+		Throttle:    &opts.throttle,
+		IPRateLimit: &opts.ipRate,
+		HashWorkers: opts.hashWorkers,
+		HashQueue:   hashQueue,
+	})
 	if err != nil {
 		return usageError{err}
 	}
@@ -180,7 +211,7 @@ func runServe(ctx context.Context, opts *serveOptions) error {
 
 	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	go purgeRevocations(sigCtx, svc, log)
+	go purge(sigCtx, svc, log)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -204,16 +235,16 @@ func runServe(ctx context.Context, opts *serveOptions) error {
 	return nil
 }
 
-// purgeRevocations drops expired revocations now and then, so the table
-// holds only tokens that could still be presented.
-func purgeRevocations(ctx context.Context, svc *auth.Service, log *slog.Logger) {
-	t := time.NewTicker(time.Hour)
+// purge drops expired revocations and stale failed-login counters now
+// and then, so the tables hold only what can still matter.
+func purge(ctx context.Context, svc *auth.Service, log *slog.Logger) {
+	t := time.NewTicker(10 * time.Minute)
 	defer t.Stop()
 	for {
-		if n, err := svc.PurgeRevocations(ctx); err != nil && !errors.Is(err, store.ErrUnavailable) {
-			log.Warn("purging expired revocations failed", "err", err)
-		} else if n > 0 {
-			log.Info("purged expired revocations", "count", n)
+		if revocations, counters, err := svc.Purge(ctx); err != nil && !errors.Is(err, store.ErrUnavailable) {
+			log.Warn("purging expired records failed", "err", err)
+		} else if revocations+counters > 0 {
+			log.Info("purged expired records", "revocations", revocations, "login_failure_counters", counters)
 		}
 		select {
 		case <-ctx.Done():

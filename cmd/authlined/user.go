@@ -27,6 +27,7 @@ func newUserCmd(g *globalOptions, streams Streams) *cobra.Command {
 		newUserListCmd(g, streams),
 		newUserSetRoleCmd(g, streams),
 		newUserDeleteCmd(g, streams),
+		newUserUnlockCmd(g, streams),
 	)
 	return cmd
 }
@@ -209,4 +210,25 @@ func notFound(name string, err error) error {
 		return fmt.Errorf("no user %s", name)
 	}
 	return err
+}
+
+func newUserUnlockCmd(g *globalOptions, streams Streams) *cobra.Command {
+	return &cobra.Command{
+		Use:   "unlock NAME",
+		Short: "Clear a username's failed-login counters (from every address), lifting its throttling",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			// Counters exist for names as typed, users or not, so any
+			// name is accepted here.
+			name := strings.ToLower(args[0])
+			return withStore(cmd.Context(), g, func(st store.Store) error {
+				n, err := st.ClearLoginFailures(cmd.Context(), name)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(streams.Out, "unlocked %s (%d failed-login counters cleared)\n", name, n)
+				return nil
+			})
+		},
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -20,18 +21,33 @@ import (
 // DefaultBcryptCost is the bcrypt work factor for new hashes.
 const DefaultBcryptCost = 12
 
-// Config configures a Service.
+// Config configures a Service. Zero values take the defaults.
 type Config struct {
 	Store      store.Store
 	Tokens     *Tokens
 	BcryptCost int // DefaultBcryptCost when 0
+
+	Throttle    *ThrottlePolicy // DefaultThrottlePolicy when nil
+	IPRateLimit *IPRateLimit    // DefaultIPRateLimit when nil
+	// HashWorkers is how many bcrypt hashes run at once (default: the
+	// number of CPUs); HashQueue how many more may wait (default 32).
+	HashWorkers int
+	HashQueue   int
+	Now         func() time.Time // time.Now when nil
 }
+
+// DefaultHashQueue is how many LOGIN/REGISTER hashes may wait for a worker.
+const DefaultHashQueue = 32
 
 // Service implements server.Backend on a store.
 type Service struct {
-	store  store.Store
-	tokens *Tokens
-	cost   int
+	store    store.Store
+	tokens   *Tokens
+	cost     int
+	throttle ThrottlePolicy
+	ipLimit  *ipLimiter
+	hashing  *hashPool
+	now      func() time.Time
 	// dummyHash is compared against when a user does not exist, so that a
 	// LOGIN for an unknown user costs the same as a wrong password.
 	dummyHash []byte
@@ -55,8 +71,32 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("auth: dummy hash: %w", err)
 	}
-	return &Service{store: cfg.Store, tokens: cfg.Tokens, cost: cost, dummyHash: dummy}, nil
+	svc := &Service{store: cfg.Store, tokens: cfg.Tokens, cost: cost, dummyHash: dummy, now: cfg.Now}
+	if svc.now == nil {
+		svc.now = time.Now
+	}
+	svc.throttle = DefaultThrottlePolicy
+	if cfg.Throttle != nil {
+		svc.throttle = *cfg.Throttle
+	}
+	ipLimit := DefaultIPRateLimit
+	if cfg.IPRateLimit != nil {
+		ipLimit = *cfg.IPRateLimit
+	}
+	svc.ipLimit = newIPLimiter(ipLimit)
+	workers, queue := cfg.HashWorkers, cfg.HashQueue
+	if workers <= 0 {
+		workers = runtime.NumCPU()
+	}
+	if queue == 0 {
+		queue = DefaultHashQueue
+	}
+	svc.hashing = newHashPool(workers, max(queue, 0))
+	return svc, nil
 }
+
+// HashQueueLen is how many password hashes are running or waiting.
+func (s *Service) HashQueueLen() int { return s.hashing.queued() }
 
 // HashPassword normalises and checks a password and returns its bcrypt
 // hash at the given cost. Used by REGISTER and by `authlined user add`.
@@ -73,12 +113,16 @@ func HashPassword(password string, cost int) ([]byte, error) {
 }
 
 // Register implements server.Backend.
-func (s *Service) Register(ctx context.Context, _ server.Peer, username, password string) (server.Identity, error) {
+func (s *Service) Register(ctx context.Context, peer server.Peer, username, password string) (server.Identity, error) {
+	if ok, wait := s.ipLimit.allow(peer.Addr.Addr(), s.now()); !ok {
+		return server.Identity{}, errIPRateLimited(wait)
+	}
 	name, err := NormalizeUsername(username)
 	if err != nil {
 		return server.Identity{}, err
 	}
-	if _, err := NormalizePassword(password); err != nil {
+	pw, err := NormalizePassword(password)
+	if err != nil {
 		return server.Identity{}, err
 	}
 	// Spare the bcrypt work for a name that is taken; CreateUser still
@@ -88,9 +132,12 @@ func (s *Service) Register(ctx context.Context, _ server.Peer, username, passwor
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return server.Identity{}, storeError(err)
 	}
-	hash, err := HashPassword(password, s.cost)
+	var hash []byte
+	if perr := s.hashing.do(ctx, func() { hash, err = bcrypt.GenerateFromPassword(pw, s.cost) }); perr != nil {
+		return server.Identity{}, perr
+	}
 	if err != nil {
-		return server.Identity{}, err
+		return server.Identity{}, fmt.Errorf("bcrypt: %w", err)
 	}
 	u := store.User{Username: name, PasswordHash: hash, Role: store.RoleUser, CreatedAt: time.Now()}
 	if err := s.store.CreateUser(ctx, u); err != nil {
@@ -108,8 +155,10 @@ var (
 )
 
 // Login implements server.Backend. Unknown users, malformed names and
-// wrong passwords all answer the same error after the same bcrypt work.
-func (s *Service) Login(ctx context.Context, _ server.Peer, username, password string) (server.Identity, error) {
+// wrong passwords all answer the same error after the same work: the same
+// store reads, a bcrypt compare (against a dummy hash when there is no
+// user) and the same failure counting.
+func (s *Service) Login(ctx context.Context, peer server.Peer, username, password string) (server.Identity, error) {
 	pw := norm.NFKC.String(password)
 	if len(pw) > MaxPassword {
 		// Refused outright: bcrypt would compare only the first 72 bytes
@@ -117,10 +166,23 @@ func (s *Service) Login(ctx context.Context, _ server.Peer, username, password s
 		return server.Identity{}, protocol.Errorf(protocol.CodeBadRequest,
 			"password is longer than %d bytes (after Unicode NFKC normalisation)", MaxPassword)
 	}
+	ip := peer.Addr.Addr()
+	if ok, wait := s.ipLimit.allow(ip, s.now()); !ok {
+		return server.Identity{}, errIPRateLimited(wait)
+	}
+	// Counters are kept for the name as typed, whether or not it exists,
+	// so a 429 says nothing about existence. Malformed names cannot exist,
+	// so they are not counted.
+	name, nameErr := NormalizeUsername(username)
+	var pair store.Failures
 	hash := s.dummyHash
 	var user store.User
 	found := false
-	if name, err := NormalizeUsername(username); err == nil {
+	if nameErr == nil {
+		var err error
+		if pair, err = s.checkThrottle(ctx, name, ip); err != nil {
+			return server.Identity{}, err
+		}
 		user, err = s.store.GetUser(ctx, name)
 		switch {
 		case err == nil:
@@ -129,10 +191,40 @@ func (s *Service) Login(ctx context.Context, _ server.Peer, username, password s
 			return server.Identity{}, storeError(err)
 		}
 	}
-	if bcrypt.CompareHashAndPassword(hash, []byte(pw)) != nil || !found {
+	var match bool
+	if err := s.hashing.do(ctx, func() { match = bcrypt.CompareHashAndPassword(hash, []byte(pw)) == nil }); err != nil {
+		return server.Identity{}, err
+	}
+	if !match || !found {
+		if nameErr == nil {
+			if err := s.recordFailure(ctx, name, ip); err != nil {
+				return server.Identity{}, err
+			}
+		}
 		return server.Identity{}, errInvalidCredentials
 	}
+	if pair.Count > 0 {
+		if err := s.resetPair(ctx, name, ip); err != nil {
+			return server.Identity{}, err
+		}
+	}
+	s.rehashIfNeeded(ctx, user, []byte(pw))
 	return server.Identity{Username: user.Username, Role: user.Role}, nil
+}
+
+// rehashIfNeeded re-hashes a password whose stored hash has another cost
+// than the configured one, now that the plain password is at hand. A
+// failure is not the login's failure: the old hash still works.
+func (s *Service) rehashIfNeeded(ctx context.Context, user store.User, pw []byte) {
+	if cost, err := bcrypt.Cost(user.PasswordHash); err != nil || cost == s.cost {
+		return
+	}
+	var hash []byte
+	var err error
+	if s.hashing.do(ctx, func() { hash, err = bcrypt.GenerateFromPassword(pw, s.cost) }) != nil || err != nil {
+		return
+	}
+	s.store.SetPasswordHash(ctx, user.Username, hash)
 }
 
 // IssueToken implements server.Backend.
@@ -203,9 +295,15 @@ func (s *Service) Resource(_ context.Context, id *server.Identity, name string) 
 	return "Hello " + id.Username + ", this is protected content.", nil
 }
 
-// PurgeRevocations drops revocations of tokens that have expired anyway.
-func (s *Service) PurgeRevocations(ctx context.Context) (int, error) {
-	return s.store.PurgeRevocations(ctx, time.Now())
+// Purge drops revocations of tokens that have expired anyway and
+// failed-login counters older than the throttle window.
+func (s *Service) Purge(ctx context.Context) (revocations, counters int, err error) {
+	now := s.now()
+	if revocations, err = s.store.PurgeRevocations(ctx, now); err != nil {
+		return 0, 0, err
+	}
+	counters, err = s.store.PurgeLoginFailures(ctx, now.Add(-s.throttle.Window))
+	return revocations, counters, err
 }
 
 // storeError turns a store failure into a wire error: unavailable when

@@ -38,6 +38,14 @@ type Options struct {
 	MaxConns            int
 	MaxConnsPerIP       int
 
+	// Throttle is the failed-login policy; nil means the default policy.
+	Throttle *auth.ThrottlePolicy
+	// IPRateLimit limits LOGIN/REGISTER per address; nil means OFF here
+	// (unlike the server's default), since tests log in from one address.
+	IPRateLimit *auth.IPRateLimit
+	HashWorkers int
+	HashQueue   int
+
 	// WrapBackend, if set, wraps the real backend (to inject faults).
 	WrapBackend func(server.Backend) server.Backend
 }
@@ -85,7 +93,20 @@ func Start(t testing.TB, opts Options) *Server {
 		st.Close()
 		t.Fatalf("tokens: %v", err)
 	}
-	s.Service, err = auth.New(auth.Config{Store: st, Tokens: tokens, BcryptCost: s.Cost})
+	ipLimit := opts.IPRateLimit
+	if ipLimit == nil {
+		ipLimit = &auth.IPRateLimit{}
+	}
+	s.Service, err = auth.New(auth.Config{
+		Store:       st,
+		Tokens:      tokens,
+		BcryptCost:  s.Cost,
+		Throttle:    opts.Throttle,
+		IPRateLimit: ipLimit,
+		HashWorkers: opts.HashWorkers,
+		HashQueue:   opts.HashQueue,
+		Now:         opts.Now,
+	})
 	if err != nil {
 		st.Close()
 		t.Fatalf("auth: %v", err)

@@ -36,6 +36,20 @@ type User struct {
 	CreatedAt    time.Time
 }
 
+// FailureKey names a failed-login counter: a username as typed (lower-
+// cased, whether or not the user exists) and a client IP address, or IP ""
+// for the username's counter across all addresses.
+type FailureKey struct {
+	Username string
+	IP       string
+}
+
+// Failures is a failed-login counter.
+type Failures struct {
+	Count int
+	Last  time.Time // time of the last failure, to the millisecond
+}
+
 // Store is what authlined keeps on disk. Implementations are safe for
 // concurrent use, and a method that returns nil has made its change durable.
 type Store interface {
@@ -62,6 +76,21 @@ type Store interface {
 	// PurgeRevocations deletes revocations that expired before now and
 	// returns how many it deleted.
 	PurgeRevocations(ctx context.Context, now time.Time) (int, error)
+
+	// AddLoginFailure counts one failed login for k at now and returns the
+	// counter. A counter whose last failure is older than now-window starts
+	// again from one. It is atomic: concurrent failures are all counted.
+	AddLoginFailure(ctx context.Context, k FailureKey, now time.Time, window time.Duration) (Failures, error)
+	// LoginFailures returns the counter for k; the zero Failures if none.
+	LoginFailures(ctx context.Context, k FailureKey) (Failures, error)
+	// ResetLoginFailures deletes the counter for k.
+	ResetLoginFailures(ctx context.Context, k FailureKey) error
+	// ClearLoginFailures deletes every counter of a username, all
+	// addresses included, and returns how many it deleted.
+	ClearLoginFailures(ctx context.Context, username string) (int, error)
+	// PurgeLoginFailures deletes counters whose last failure is before
+	// before, and returns how many it deleted.
+	PurgeLoginFailures(ctx context.Context, before time.Time) (int, error)
 
 	// Close releases the store. Calls after Close return ErrUnavailable.
 	Close() error

@@ -53,7 +53,9 @@ type Store struct {
 	closed atomic.Bool
 
 	createUser, getUser, listUsers, setRole, setPasswordHash, deleteUser,
-	countAdmins, revokeToken, isRevoked, purgeRevocations *sql.Stmt
+	countAdmins, revokeToken, isRevoked, purgeRevocations,
+	addFailure, getFailures, resetFailures, clearFailures, purgeFailures *sql.Stmt
+	stmts []*sql.Stmt // every prepared statement above, for Close
 }
 
 var _ store.Store = (*Store)(nil)
@@ -156,12 +158,22 @@ func (s *Store) init(ctx context.Context) error {
 			ON CONFLICT (jti) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)`},
 		{&s.isRevoked, `SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ?)`},
 		{&s.purgeRevocations, `DELETE FROM revoked_tokens WHERE expires_at < ?`},
+		{&s.addFailure, `INSERT INTO login_failures (username, ip, count, last_failure) VALUES (?1, ?2, 1, ?3)
+			ON CONFLICT (username, ip) DO UPDATE SET
+				count = CASE WHEN last_failure < ?4 THEN 1 ELSE count + 1 END,
+				last_failure = excluded.last_failure
+			RETURNING count, last_failure`},
+		{&s.getFailures, `SELECT count, last_failure FROM login_failures WHERE username = ? AND ip = ?`},
+		{&s.resetFailures, `DELETE FROM login_failures WHERE username = ? AND ip = ?`},
+		{&s.clearFailures, `DELETE FROM login_failures WHERE username = ?`},
+		{&s.purgeFailures, `DELETE FROM login_failures WHERE last_failure < ?`},
 	} {
 		st, err := s.db.PrepareContext(ctx, p.query)
 		if err != nil {
 			return err
 		}
 		*p.stmt = st
+		s.stmts = append(s.stmts, st)
 	}
 	return nil
 }
@@ -245,11 +257,8 @@ func (s *Store) Close() error {
 		return nil
 	}
 	var errs []error
-	for _, st := range []*sql.Stmt{s.createUser, s.getUser, s.listUsers, s.setRole,
-		s.setPasswordHash, s.deleteUser, s.countAdmins, s.revokeToken, s.isRevoked, s.purgeRevocations} {
-		if st != nil { // nil if Open failed before preparing
-			errs = append(errs, st.Close())
-		}
+	for _, st := range s.stmts {
+		errs = append(errs, st.Close())
 	}
 	errs = append(errs, s.db.Close())
 	return errors.Join(errs...)
@@ -413,13 +422,61 @@ func (s *Store) IsRevoked(ctx context.Context, jti string) (bool, error) {
 // PurgeRevocations implements store.Store. Times are compared in whole
 // seconds; a revocation expiring within now's second is kept.
 func (s *Store) PurgeRevocations(ctx context.Context, now time.Time) (int, error) {
-	res, err := s.purgeRevocations.ExecContext(ctx, now.Unix())
+	return s.execCount(ctx, "purge revocations", s.purgeRevocations, now.Unix())
+}
+
+// AddLoginFailure implements store.Store.
+func (s *Store) AddLoginFailure(ctx context.Context, k store.FailureKey, now time.Time, window time.Duration) (store.Failures, error) {
+	var f store.Failures
+	var last int64
+	err := s.addFailure.QueryRowContext(ctx, k.Username, k.IP, now.UnixMilli(), now.Add(-window).UnixMilli()).Scan(&f.Count, &last)
 	if err != nil {
-		return 0, s.err("purge revocations", err)
+		return store.Failures{}, s.err("add login failure", err)
+	}
+	f.Last = time.UnixMilli(last).UTC()
+	return f, nil
+}
+
+// LoginFailures implements store.Store.
+func (s *Store) LoginFailures(ctx context.Context, k store.FailureKey) (store.Failures, error) {
+	var f store.Failures
+	var last int64
+	err := s.getFailures.QueryRowContext(ctx, k.Username, k.IP).Scan(&f.Count, &last)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Failures{}, nil
+	}
+	if err != nil {
+		return store.Failures{}, s.err("login failures", err)
+	}
+	f.Last = time.UnixMilli(last).UTC()
+	return f, nil
+}
+
+// ResetLoginFailures implements store.Store.
+func (s *Store) ResetLoginFailures(ctx context.Context, k store.FailureKey) error {
+	_, err := s.resetFailures.ExecContext(ctx, k.Username, k.IP)
+	return s.err("reset login failures", err)
+}
+
+// ClearLoginFailures implements store.Store.
+func (s *Store) ClearLoginFailures(ctx context.Context, username string) (int, error) {
+	return s.execCount(ctx, "clear login failures", s.clearFailures, username)
+}
+
+// PurgeLoginFailures implements store.Store.
+func (s *Store) PurgeLoginFailures(ctx context.Context, before time.Time) (int, error) {
+	return s.execCount(ctx, "purge login failures", s.purgeFailures, before.UnixMilli())
+}
+
+// execCount runs a statement and returns how many rows it changed.
+func (s *Store) execCount(ctx context.Context, op string, st *sql.Stmt, args ...any) (int, error) {
+	res, err := st.ExecContext(ctx, args...)
+	if err != nil {
+		return 0, s.err(op, err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
-		return 0, s.err("purge revocations", err)
+		return 0, s.err(op, err)
 	}
 	return int(n), nil
 }

@@ -42,6 +42,9 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"RevokeToken", testRevokeToken},
 		{"RevokeTokenKeepsLaterExpiry", testRevokeTokenKeepsLaterExpiry},
 		{"PurgeRevocations", testPurgeRevocations},
+		{"LoginFailures", testLoginFailures},
+		{"LoginFailuresWindow", testLoginFailuresWindow},
+		{"ConcurrentLoginFailures", testConcurrentLoginFailures},
 		{"ExpiredContext", testExpiredContext},
 		{"Closed", testClosed},
 		{"ConcurrentCreateSameName", testConcurrentCreateSameName},
@@ -385,7 +388,120 @@ func allCalls(s store.Store, ctx context.Context) map[string]func() error {
 		"RevokeToken":      func() error { return s.RevokeToken(ctx, "jti-2", time.Now().Add(time.Hour)) },
 		"IsRevoked":        func() error { _, err := s.IsRevoked(ctx, "jti-1"); return err },
 		"PurgeRevocations": func() error { _, err := s.PurgeRevocations(ctx, time.Now()); return err },
+		"AddLoginFailure": func() error {
+			_, err := s.AddLoginFailure(ctx, store.FailureKey{Username: "alice"}, time.Now(), time.Minute)
+			return err
+		},
+		"LoginFailures":      func() error { _, err := s.LoginFailures(ctx, store.FailureKey{Username: "alice"}); return err },
+		"ResetLoginFailures": func() error { return s.ResetLoginFailures(ctx, store.FailureKey{Username: "alice"}) },
+		"ClearLoginFailures": func() error { _, err := s.ClearLoginFailures(ctx, "alice"); return err },
+		"PurgeLoginFailures": func() error { _, err := s.PurgeLoginFailures(ctx, time.Now()); return err },
 	}
+}
+
+func checkFailures(t *testing.T, s store.Store, k store.FailureKey, wantCount int, wantLast time.Time) {
+	t.Helper()
+	f, err := s.LoginFailures(t.Context(), k)
+	if err != nil {
+		t.Fatalf("LoginFailures(%+v): %v", k, err)
+	}
+	if f.Count != wantCount || (wantCount > 0 && !f.Last.Equal(wantLast.Truncate(time.Millisecond))) {
+		t.Errorf("LoginFailures(%+v) = %d at %v, want %d at %v", k, f.Count, f.Last, wantCount, wantLast)
+	}
+}
+
+func testLoginFailures(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	now := time.Now().Truncate(time.Millisecond)
+	pair := store.FailureKey{Username: "alice", IP: "192.0.2.1"}
+	other := store.FailureKey{Username: "alice", IP: "2001:db8::1"}
+	user := store.FailureKey{Username: "alice"}
+	bob := store.FailureKey{Username: "bob"}
+
+	checkFailures(t, s, pair, 0, time.Time{})
+	for i := 1; i <= 3; i++ {
+		at := now.Add(time.Duration(i) * time.Second)
+		f, err := s.AddLoginFailure(ctx, pair, at, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Count != i || !f.Last.Equal(at) {
+			t.Fatalf("AddLoginFailure #%d = %+v, want count %d at %v", i, f, i, at)
+		}
+	}
+	for _, k := range []store.FailureKey{other, user, bob} {
+		if _, err := s.AddLoginFailure(ctx, k, now, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkFailures(t, s, pair, 3, now.Add(3*time.Second))
+	checkFailures(t, s, other, 1, now)
+	checkFailures(t, s, user, 1, now)
+
+	// Reset touches one counter only.
+	if err := s.ResetLoginFailures(ctx, pair); err != nil {
+		t.Fatal(err)
+	}
+	checkFailures(t, s, pair, 0, time.Time{})
+	checkFailures(t, s, other, 1, now)
+	if err := s.ResetLoginFailures(ctx, pair); err != nil {
+		t.Fatalf("resetting a missing counter: %v", err)
+	}
+
+	// Clear removes every counter of the username, and nobody else's.
+	if n, err := s.ClearLoginFailures(ctx, "alice"); err != nil || n != 2 {
+		t.Fatalf("ClearLoginFailures = %d, %v; want 2", n, err)
+	}
+	checkFailures(t, s, other, 0, time.Time{})
+	checkFailures(t, s, user, 0, time.Time{})
+	checkFailures(t, s, bob, 1, now)
+
+	// Purge removes counters by the age of their last failure.
+	if _, err := s.AddLoginFailure(ctx, pair, now.Add(time.Hour), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.PurgeLoginFailures(ctx, now.Add(time.Minute)); err != nil || n != 1 {
+		t.Fatalf("PurgeLoginFailures = %d, %v; want 1", n, err)
+	}
+	checkFailures(t, s, bob, 0, time.Time{})
+	checkFailures(t, s, pair, 1, now.Add(time.Hour))
+}
+
+// A counter whose last failure is older than the window starts again.
+func testLoginFailuresWindow(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	k := store.FailureKey{Username: "carol", IP: "192.0.2.7"}
+	now := time.Now()
+	for i := range 4 {
+		if _, err := s.AddLoginFailure(ctx, k, now.Add(time.Duration(i)*time.Minute), 10*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 3 minutes after the last one, within the window: counts on.
+	f, err := s.AddLoginFailure(ctx, k, now.Add(6*time.Minute), 10*time.Minute)
+	if err != nil || f.Count != 5 {
+		t.Fatalf("within window: %+v, %v; want count 5", f, err)
+	}
+	// Over the window since the last failure: starts from one.
+	f, err = s.AddLoginFailure(ctx, k, now.Add(17*time.Minute), 10*time.Minute)
+	if err != nil || f.Count != 1 {
+		t.Fatalf("after window: %+v, %v; want count 1", f, err)
+	}
+}
+
+// Failures from many goroutines at once are all counted.
+func testConcurrentLoginFailures(t *testing.T, s store.Store) {
+	k := store.FailureKey{Username: "dave"}
+	now := time.Now()
+	for i, err := range run(func(int) error {
+		_, err := s.AddLoginFailure(t.Context(), k, now, time.Hour)
+		return err
+	}) {
+		if err != nil {
+			t.Errorf("AddLoginFailure #%d: %v", i, err)
+		}
+	}
+	checkFailures(t, s, k, goroutines, now)
 }
 
 func seed(t *testing.T, s store.Store) {
