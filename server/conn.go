@@ -385,7 +385,11 @@ func (c *conn) register(ctx context.Context, req *protocol.Request) {
 func (c *conn) login(ctx context.Context, req *protocol.Request) {
 	id, err := c.srv.Backend.Login(ctx, c.peer, req.Username, req.Password)
 	if err != nil {
-		c.audit("login failed", req.Username, err)
+		event := "login failed"
+		if protocol.AsError(err).Code == protocol.CodeRateLimited {
+			event = "login throttled"
+		}
+		c.audit(event, req.Username, err)
 		c.fail(req, err)
 		return
 	}
@@ -499,6 +503,9 @@ func (c *conn) audit(event, username string, err error, attrs ...any) {
 	if err != nil {
 		e := protocol.AsError(err)
 		args = append(args, "code", e.Code, "reason", e.Message)
+		if e.Err != nil && e.Code != protocol.CodeInternal {
+			args = append(args, "cause", e.Err.Error())
+		}
 		level = slog.LevelWarn
 	}
 	args = append(args, attrs...)

@@ -492,3 +492,22 @@ func TestUnterminatedLastLineIsAnswered(t *testing.T) {
 	}
 	w.expectClosed()
 }
+
+func TestPasswordPolicy(t *testing.T) {
+	srv := servertest.Start(t, servertest.Options{})
+	w := openWire(t, srv.Addr)
+	for _, c := range []struct {
+		line, msg string
+	}{
+		{"REGISTER nora password1", "too common"},
+		{"REGISTER nora PASSWORD1", "too common"},
+		{"REGISTER nora12345 nora12345", "same as the username"},
+		{"REGISTER nora my-nora-pass", "contain the username"},
+	} {
+		m := w.expect(c.line, 400, protocol.CodeBadRequest)
+		if !strings.Contains(m.Message, c.msg) {
+			t.Errorf("%s: message %q does not say %q", c.line, m.Message, c.msg)
+		}
+	}
+	w.expect("REGISTER nora kitten-orbit-77", 201, "")
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -30,6 +31,12 @@ func newUserCmd(g *globalOptions, streams Streams) *cobra.Command {
 		newUserUnlockCmd(g, streams),
 	)
 	return cmd
+}
+
+// auditLog records offline account changes on stderr, in the same
+// structured form as the server's security events.
+func auditLog(streams Streams) *slog.Logger {
+	return slog.New(slog.NewTextHandler(streams.ErrOut, nil))
 }
 
 // withStore opens --db for the length of fn.
@@ -88,6 +95,11 @@ func runUserAdd(ctx context.Context, opts *userAddOptions) error {
 	if err != nil {
 		return err
 	}
+	if pw, err := auth.NormalizePassword(password); err != nil {
+		return usageError{err}
+	} else if err := auth.CheckPasswordPolicy(name, string(pw)); err != nil {
+		return usageError{err}
+	}
 	hash, err := auth.HashPassword(password, opts.bcryptCost)
 	if err != nil {
 		return usageError{err}
@@ -101,6 +113,7 @@ func runUserAdd(ctx context.Context, opts *userAddOptions) error {
 			return err
 		}
 		fmt.Fprintf(opts.streams.Out, "added %s (role %s)\n", name, opts.role)
+		auditLog(opts.streams).Info("user added", "user", name, "role", opts.role, "via", "authlined user add")
 		return nil
 	})
 }
@@ -178,6 +191,7 @@ func newUserSetRoleCmd(g *globalOptions, streams Streams) *cobra.Command {
 					return notFound(name, err)
 				}
 				fmt.Fprintf(streams.Out, "%s is now %s\n", name, role)
+				auditLog(streams).Info("role changed", "user", name, "role", role, "via", "authlined user set-role")
 				return nil
 			})
 		},
@@ -199,6 +213,7 @@ func newUserDeleteCmd(g *globalOptions, streams Streams) *cobra.Command {
 					return notFound(name, err)
 				}
 				fmt.Fprintf(streams.Out, "deleted %s\n", name)
+				auditLog(streams).Info("user deleted", "user", name, "via", "authlined user delete")
 				return nil
 			})
 		},
@@ -227,6 +242,7 @@ func newUserUnlockCmd(g *globalOptions, streams Streams) *cobra.Command {
 					return err
 				}
 				fmt.Fprintf(streams.Out, "unlocked %s (%d failed-login counters cleared)\n", name, n)
+				auditLog(streams).Info("user unlocked", "user", name, "counters", n, "via", "authlined user unlock")
 				return nil
 			})
 		},

@@ -125,6 +125,9 @@ func (s *Service) Register(ctx context.Context, peer server.Peer, username, pass
 	if err != nil {
 		return server.Identity{}, err
 	}
+	if err := CheckPasswordPolicy(name, string(pw)); err != nil {
+		return server.Identity{}, err
+	}
 	// Spare the bcrypt work for a name that is taken; CreateUser still
 	// settles races between concurrent REGISTERs.
 	if _, err := s.store.GetUser(ctx, name); err == nil {
