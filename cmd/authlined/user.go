@@ -22,6 +22,13 @@ func newUserCmd(g *globalOptions, streams Streams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "user",
 		Short: "Manage users in the store (works on --db, also while the server runs)",
+		Args:  cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return cmd.Help()
+			}
+			return usageErrorf("unknown command %q for \"authlined user\"", args[0])
+		},
 	}
 	cmd.AddCommand(
 		newUserAddCmd(g, streams),
