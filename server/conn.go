@@ -488,6 +488,7 @@ func (c *conn) logout(ctx context.Context, req *protocol.Request) {
 	}
 	c.audit("logged out", c.session.Username, nil)
 	c.session = nil
+	c.authenticated = false // back to the pre-authentication line limit
 	c.respond(req.ID, protocol.StatusOK, "logged out", nil)
 }
 

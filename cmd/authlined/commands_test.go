@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -118,5 +119,21 @@ func TestCmdServeRefusesBadFlags(t *testing.T) {
 		if code != 2 || !strings.Contains(errOut, c.err) {
 			t.Errorf("authlined %s: exit %d, stderr %q; want exit 2 mentioning %q", strings.Join(c.args, " "), code, errOut, c.err)
 		}
+	}
+}
+
+func TestCmdMissingDatabase(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "typo.db")
+	for _, args := range [][]string{{"user", "list"}, {"user", "delete", "bob"}, {"user", "set-role", "bob", "admin"}, {"user", "unlock", "bob"}} {
+		code, _, errOut := runCmd(t, "", append(args, "--db", db)...)
+		if code != 1 || !strings.Contains(errOut, "no database at") {
+			t.Errorf("authlined %v on a missing db: exit %d, %q", args, code, errOut)
+		}
+	}
+	if _, err := os.Stat(db); err == nil {
+		t.Fatal("a user command created the mistyped database")
+	}
+	if code, _, errOut := runCmd(t, "", "user", "add", "Bad Name", "--db", db); code != 2 || strings.Contains(errOut, "bad_request") {
+		t.Fatalf("bad name: exit %d, %q (the wire code must not show)", code, errOut)
 	}
 }

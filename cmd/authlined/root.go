@@ -11,6 +11,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
+
+	"github.com/authline/authline/protocol"
 )
 
 // version is the server's version, announced in the greeting; release
@@ -86,7 +88,12 @@ func Main(args []string, streams Streams) int {
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintf(streams.ErrOut, "authlined: %v\n", err)
+	msg := err.Error()
+	var pe *protocol.Error
+	if errors.As(err, &pe) {
+		msg = pe.Message // the wire code means nothing on the command line
+	}
+	fmt.Fprintf(streams.ErrOut, "authlined: %s\n", msg)
 	var ue usageError
 	if errors.As(err, &ue) || isCobraUsageError(err) {
 		return exitUsage

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -46,8 +47,15 @@ func auditLog(streams Streams) *slog.Logger {
 	return slog.New(slog.NewTextHandler(streams.ErrOut, nil))
 }
 
-// withStore opens --db for the length of fn.
-func withStore(ctx context.Context, g *globalOptions, fn func(store.Store) error) error {
+// withStore opens --db for the length of fn. Only `user add` may create
+// the database: for the others a mistyped --db is an error, not a new
+// empty store.
+func withStore(ctx context.Context, g *globalOptions, create bool, fn func(store.Store) error) error {
+	if !create {
+		if _, err := os.Stat(g.db); err != nil {
+			return fmt.Errorf("no database at %s (set --db or AUTHLINE_DB): %w", g.db, err)
+		}
+	}
 	st, err := sqlite.Open(ctx, g.db)
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
@@ -111,7 +119,7 @@ func runUserAdd(ctx context.Context, opts *userAddOptions) error {
 	if err != nil {
 		return usageError{err}
 	}
-	return withStore(ctx, opts.globalOptions, func(st store.Store) error {
+	return withStore(ctx, opts.globalOptions, true, func(st store.Store) error {
 		err := st.CreateUser(ctx, store.User{Username: name, PasswordHash: hash, Role: opts.role, CreatedAt: time.Now()})
 		if errors.Is(err, store.ErrConflict) {
 			return fmt.Errorf("user %s already exists", name)
@@ -163,7 +171,7 @@ func newUserListCmd(g *globalOptions, streams Streams) *cobra.Command {
 		Short: "List users",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withStore(cmd.Context(), g, func(st store.Store) error {
+			return withStore(cmd.Context(), g, false, func(st store.Store) error {
 				users, err := st.ListUsers(cmd.Context())
 				if err != nil {
 					return err
@@ -193,7 +201,7 @@ func newUserSetRoleCmd(g *globalOptions, streams Streams) *cobra.Command {
 			if !store.ValidRole(role) {
 				return usageErrorf("ROLE must be %q or %q", store.RoleUser, store.RoleAdmin)
 			}
-			return withStore(cmd.Context(), g, func(st store.Store) error {
+			return withStore(cmd.Context(), g, false, func(st store.Store) error {
 				if err := st.SetRole(cmd.Context(), name, role); err != nil {
 					return notFound(name, err)
 				}
@@ -215,7 +223,7 @@ func newUserDeleteCmd(g *globalOptions, streams Streams) *cobra.Command {
 			if err != nil {
 				return usageError{err}
 			}
-			return withStore(cmd.Context(), g, func(st store.Store) error {
+			return withStore(cmd.Context(), g, false, func(st store.Store) error {
 				if err := st.DeleteUser(cmd.Context(), name); err != nil {
 					return notFound(name, err)
 				}
@@ -243,7 +251,7 @@ func newUserUnlockCmd(g *globalOptions, streams Streams) *cobra.Command {
 			// Counters exist for names as typed, users or not, so any
 			// name is accepted here.
 			name := strings.ToLower(args[0])
-			return withStore(cmd.Context(), g, func(st store.Store) error {
+			return withStore(cmd.Context(), g, false, func(st store.Store) error {
 				n, err := st.ClearLoginFailures(cmd.Context(), name)
 				if err != nil {
 					return err

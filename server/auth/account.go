@@ -61,14 +61,18 @@ func validUsername(u string) bool {
 	return true
 }
 
+// errPasswordTooLong: bcrypt compares only the first 72 bytes, so a longer
+// password is refused rather than truncated, at REGISTER and at LOGIN.
+var errPasswordTooLong = protocol.Errorf(protocol.CodeBadRequest,
+	"password is longer than %d bytes (after Unicode NFKC normalisation); bcrypt cannot use more", MaxPassword)
+
 // NormalizePassword applies NFKC (NIST SP 800-63B 5.1.1.2), so the same
 // password typed with composed or decomposed characters matches, and then
 // checks the length in bytes.
 func NormalizePassword(password string) ([]byte, error) {
 	p := norm.NFKC.String(password)
 	if len(p) > MaxPassword {
-		return nil, protocol.Errorf(protocol.CodeBadRequest,
-			"password is longer than %d bytes (after Unicode NFKC normalisation); bcrypt cannot use more", MaxPassword)
+		return nil, errPasswordTooLong
 	}
 	if len(p) < MinPassword {
 		return nil, protocol.Errorf(protocol.CodeBadRequest, "password must be at least %d bytes", MinPassword)

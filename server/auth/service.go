@@ -166,8 +166,7 @@ func (s *Service) Login(ctx context.Context, peer server.Peer, username, passwor
 	if len(pw) > MaxPassword {
 		// Refused outright: bcrypt would compare only the first 72 bytes
 		// and let a longer, different password in.
-		return server.Identity{}, protocol.Errorf(protocol.CodeBadRequest,
-			"password is longer than %d bytes (after Unicode NFKC normalisation)", MaxPassword)
+		return server.Identity{}, errPasswordTooLong
 	}
 	ip := peer.Addr.Addr()
 	if ok, wait := s.ipLimit.allow(ip, s.now()); !ok {

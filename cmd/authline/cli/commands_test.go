@@ -32,15 +32,15 @@ func TestTokenFlow(t *testing.T) {
 		outPart string // substring of stdout, when set
 		errPart string // substring of stderr, when set
 	}{
-		{"register", "bob-password\n", []string{s, "register", "bob", "--password-stdin"}, 0,
+		{"register", "b-o-b-password\n", []string{s, "register", "bob", "--password-stdin"}, 0,
 			"registered bob (role user)\n", "", ""},
-		{"register duplicate", "bob-password\n", []string{s, "register", "bob", "--password-stdin"}, 1,
+		{"register duplicate", "b-o-b-password\n", []string{s, "register", "bob", "--password-stdin"}, 1,
 			"", "", "error: username is already taken (conflict)\n"},
 		{"get before login", "", []string{s, "get", "protected"}, 1,
 			"", "", "error: not logged in to " + srv.Addr + "\nhint: run: authline login\n"},
 		{"login wrong password", "nope-nope\n", []string{s, "login", "bob", "--password-stdin"}, 1,
 			"", "", "(invalid_credentials)"},
-		{"login", "bob-password\r\n", []string{s, "login", "bob", "--password-stdin"}, 0,
+		{"login", "b-o-b-password\r\n", []string{s, "login", "bob", "--password-stdin"}, 0,
 			"", "logged in as bob (role user); token saved, expires 20", ""},
 		{"get protected", "", []string{s, "get", "protected"}, 0,
 			"Hello bob, this is protected content.\n", "", ""},
@@ -208,9 +208,9 @@ func TestJSONOutput(t *testing.T) {
 		want map[string]any // fields that must have these values
 		not  []string       // fields that must be absent
 	}{
-		{"register", "carol-password\n", []string{"register", "carol", "--password-stdin"}, 0,
+		{"register", "c-a-r-o-l-password\n", []string{"register", "carol", "--password-stdin"}, 0,
 			map[string]any{"username": "carol", "role": "user"}, nil},
-		{"register conflict", "carol-password\n", []string{"register", "carol", "--password-stdin"}, 1,
+		{"register conflict", "c-a-r-o-l-password\n", []string{"register", "carol", "--password-stdin"}, 1,
 			map[string]any{"ok": false, "status": 409.0, "error": "conflict", "message": "username is already taken"}, nil},
 		{"login", "root-password\n", []string{"login", "root", "--password-stdin"}, 0,
 			map[string]any{"username": "root", "role": "admin", "mode": "token", "token_type": "Bearer"}, []string{"token"}},
@@ -346,7 +346,7 @@ func TestNoPasswordFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"login", "alice", "--password", "alice-password"},
 		{"login", "alice", "--password=alice-password"},
-		{"register", "dave", "-p", "dave-password"},
+		{"register", "dave", "-p", "d-a-v-e-password"},
 		{"login", "alice", "alice-password"},
 		{"demo", "--admin-user", "root", "--admin-password", "root-password"},
 	} {
@@ -384,7 +384,7 @@ func TestTerminalPrompts(t *testing.T) {
 	s := "--server=" + srv.Addr
 
 	// Username and both passwords prompted.
-	r := runIO(t, terminal("frank\n", "frank-password", "frank-password"), s, "register")
+	r := runIO(t, terminal("frank\n", "f-r-a-n-k-password", "f-r-a-n-k-password"), s, "register")
 	wantCode(t, r, 0)
 	if r.out != "registered frank (role user)\n" {
 		t.Fatalf("stdout %q", r.out)
@@ -392,7 +392,7 @@ func TestTerminalPrompts(t *testing.T) {
 	if !strings.Contains(r.err, "Username: ") || strings.Count(r.err, "assword: ") != 2 {
 		t.Fatalf("prompts on stderr: %q", r.err)
 	}
-	if strings.Contains(r.err, "frank-password") {
+	if strings.Contains(r.err, "f-r-a-n-k-password") {
 		t.Fatal("password echoed")
 	}
 
@@ -404,7 +404,7 @@ func TestTerminalPrompts(t *testing.T) {
 	}
 
 	// login asks once.
-	r = runIO(t, terminal("", "frank-password"), s, "login", "frank")
+	r = runIO(t, terminal("", "f-r-a-n-k-password"), s, "login", "frank")
 	wantCode(t, r, 0)
 	if strings.Count(r.err, "assword: ") != 1 {
 		t.Fatalf("prompts: %q", r.err)

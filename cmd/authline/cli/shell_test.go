@@ -24,9 +24,9 @@ func TestShellScript(t *testing.T) {
 		"logout",
 		"whoami",
 		"register henry",
-		"henry-password",
+		"h-e-n-r-y-password",
 		"LOGIN henry", // commands are case-insensitive
-		"henry-password",
+		"h-e-n-r-y-password",
 		"quit",
 		"ping", // never read
 	}, "\n") + "\n"
