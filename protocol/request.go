@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -63,9 +64,32 @@ type wireRequest struct {
 	Token    string          `json:"token"`
 }
 
-// maxEchoedCommand bounds how much of an unknown command is echoed in the
+// Bounds on how much of an unknown command or resource is echoed in the
 // error message.
-const maxEchoedCommand = 32
+const (
+	maxEchoedCommand  = 32
+	maxEchoedResource = 64
+)
+
+// echo returns s for quoting in an error message: at most max bytes (cut
+// at a rune boundary, then "..."), and anything unprintable shown as "?",
+// so the message stays short and readable whatever a client sent.
+func echo(s string, max int) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for i, r := range s {
+		if i >= max {
+			b.WriteString("...")
+			break
+		}
+		if !unicode.IsPrint(r) {
+			r = '?'
+		}
+		b.WriteRune(r)
+	}
+	b.WriteByte('"')
+	return b.String()
+}
 
 // TrimLine removes the line terminator ("\n" or "\r\n") and surrounding
 // spaces and tabs. An empty result is a blank line, which carries no
@@ -174,10 +198,7 @@ func canonicalCommand(name string) (string, *Error) {
 			return c, nil
 		}
 	}
-	if len(name) > maxEchoedCommand {
-		name = name[:maxEchoedCommand] + "..."
-	}
-	return "", Errorf(CodeUnknownCommand, "unknown command %q", name)
+	return "", Errorf(CodeUnknownCommand, "unknown command %s", echo(name, maxEchoedCommand))
 }
 
 // usage is the inline syntax of each command, quoted in errors.
@@ -304,11 +325,7 @@ func (r *Request) validate() *Error {
 		case EqualFoldASCII(r.Resource, ResourceAdmin):
 			r.Resource = ResourceAdmin
 		default:
-			name := r.Resource
-			if len(name) > 64 {
-				name = name[:64] + "..."
-			}
-			return Errorf(CodeNotFound, "unknown resource %q (known: %s, %s)", name, ResourceProtected, ResourceAdmin)
+			return Errorf(CodeNotFound, "unknown resource %s (known: %s, %s)", echo(r.Resource, maxEchoedResource), ResourceProtected, ResourceAdmin)
 		}
 	}
 	return nil

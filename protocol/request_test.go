@@ -275,7 +275,7 @@ func TestParseRequestInline(t *testing.T) {
 
 		// Lines that do not start with "{" are inline, JSON or not.
 		{name: "json array", line: "[1,2]", code: protocol.CodeUnknownCommand, msg: `unknown command "[1,2]"`},
-		{name: "json string", line: `"str"`, code: protocol.CodeUnknownCommand, msg: `unknown command "\"str\""`},
+		{name: "json string", line: `"str"`, code: protocol.CodeUnknownCommand, msg: `unknown command ""str""`},
 		{name: "json number", line: `42`, code: protocol.CodeUnknownCommand, msg: `unknown command "42"`},
 		{name: "unknown", line: "FETCH protected", code: protocol.CodeUnknownCommand, msg: `unknown command "FETCH"`},
 		{name: "unknown long", line: strings.Repeat("x", 100) + " arg", code: protocol.CodeUnknownCommand,
@@ -284,7 +284,7 @@ func TestParseRequestInline(t *testing.T) {
 			msg: `unknown command "` + strings.Repeat("y", 32) + `"`},
 		{name: "unknown 33", line: strings.Repeat("y", 33), code: protocol.CodeUnknownCommand,
 			msg: `unknown command "` + strings.Repeat("y", 32) + `..."`},
-		{name: "unknown control char", line: "PI\x00NG", code: protocol.CodeUnknownCommand, msg: `unknown command "PI\x00NG"`},
+		{name: "unknown control char", line: "PI\x00NG", code: protocol.CodeUnknownCommand, msg: `unknown command "PI?NG"`},
 
 		{name: "invalid utf8 inline", line: "REGISTER alice pass\xffword", code: protocol.CodeBadRequest, msg: msgUTF8},
 		{name: "invalid utf8 command", line: "\xfePING", code: protocol.CodeBadRequest, msg: msgUTF8},
