@@ -244,3 +244,33 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestThousandsOfClients holds 2000 connections open at once, each with
+// its own session, and checks every one is served.
+func TestThousandsOfClients(t *testing.T) {
+	if testing.Short() {
+		t.Skip("2000 connections; skipped with -short")
+	}
+	srv := servertest.Start(t, servertest.Options{MaxConnsPerIP: -1})
+	srv.AddUser(t, "many", "kitten-orbit-1", "user")
+	const n = 2000
+	conns := make([]*wire, n)
+	for i := range conns {
+		conns[i] = openWire(t, srv.Addr)
+	}
+	if got := srv.Server.NumConns(); got != n {
+		t.Fatalf("%d connections open, want %d", got, n)
+	}
+	// Pipeline on all of them first, then read: they are served at once.
+	for _, w := range conns {
+		io.WriteString(w.nc, "PING\nWHOAMI\n")
+	}
+	for i, w := range conns {
+		if m := w.recv(); !m.OK {
+			t.Fatalf("conn %d PING: %+v", i, m)
+		}
+		if m := w.recv(); m.Error != protocol.CodeUnauthenticated {
+			t.Fatalf("conn %d WHOAMI: %+v", i, m)
+		}
+	}
+}
