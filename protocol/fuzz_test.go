@@ -3,7 +3,9 @@ package protocol_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -176,7 +178,10 @@ func toJSON(t *testing.T, r *protocol.Request) []byte {
 	fields := []struct{ k, v string }{
 		{"cmd", r.Cmd}, {"username", r.Username}, {"password", r.Password},
 		{"mode", r.Mode}, {"resource", r.Resource}, {"token", r.Token},
+		{"refresh_token", r.RefreshToken}, {"old_password", r.OldPassword},
+		{"new_password", r.NewPassword}, {"role", r.Role}, {"after", r.After},
 	}
+	fmt.Fprintf(&b, `"all":%t,"limit":%d,`, r.All, r.Limit)
 	for i, f := range fields {
 		if i > 0 {
 			b.WriteByte(',')
@@ -202,6 +207,23 @@ func toInline(r *protocol.Request) string {
 		parts = append(parts, r.Username, r.Password, r.Mode)
 	case protocol.CmdGet:
 		parts = append(parts, r.Resource)
+	case protocol.CmdLogout:
+		if r.All {
+			parts = append(parts, "ALL")
+		}
+	case protocol.CmdRefresh:
+		parts = append(parts, r.RefreshToken)
+	case protocol.CmdPasswd:
+		parts = append(parts, r.OldPassword, r.NewPassword)
+	case protocol.CmdUsers:
+		parts = append(parts, strconv.Itoa(r.Limit))
+		if r.After != "" {
+			parts = append(parts, r.After)
+		}
+	case protocol.CmdSetRole:
+		parts = append(parts, r.Username, r.Role)
+	case protocol.CmdUser, protocol.CmdDisable, protocol.CmdEnable, protocol.CmdDelete, protocol.CmdUnlock, protocol.CmdRevoke:
+		parts = append(parts, r.Username)
 	}
 	if r.Token != "" {
 		parts = append(parts, r.Token)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -19,10 +20,34 @@ const (
 	CmdWhoAmI   = "WHOAMI"
 	CmdPing     = "PING"
 	CmdQuit     = "QUIT"
+	CmdRefresh  = "REFRESH"
+	CmdPasswd   = "PASSWD"
+
+	// Admin commands: role admin only.
+	CmdUsers   = "USERS"
+	CmdUser    = "USER"
+	CmdSetRole = "SETROLE"
+	CmdDisable = "DISABLE"
+	CmdEnable  = "ENABLE"
+	CmdDelete  = "DELETE"
+	CmdUnlock  = "UNLOCK"
+	CmdRevoke  = "REVOKE"
 )
 
 // Commands lists the commands of protocol v1.
-var Commands = []string{CmdRegister, CmdLogin, CmdGet, CmdLogout, CmdWhoAmI, CmdPing, CmdQuit}
+var Commands = []string{
+	CmdRegister, CmdLogin, CmdGet, CmdLogout, CmdWhoAmI, CmdPing, CmdQuit, CmdRefresh, CmdPasswd,
+	CmdUsers, CmdUser, CmdSetRole, CmdDisable, CmdEnable, CmdDelete, CmdUnlock, CmdRevoke,
+}
+
+// AdminCommands are the commands only admins may use.
+var AdminCommands = []string{CmdUsers, CmdUser, CmdSetRole, CmdDisable, CmdEnable, CmdDelete, CmdUnlock, CmdRevoke}
+
+// Paging of USERS.
+const (
+	DefaultUsersLimit = 100
+	MaxUsersLimit     = 1000
+)
 
 // Login modes.
 const (
@@ -47,7 +72,17 @@ type Request struct {
 	Password string
 	Mode     string // ModeSession or ModeToken; LOGIN only
 	Resource string // GET only
-	Token    string // optional bearer token for GET, LOGOUT, WHOAMI
+	// Token is the optional bearer token of any command that acts as a
+	// user (GET, LOGOUT, WHOAMI, PASSWD and the admin commands).
+	Token string
+
+	RefreshToken string // REFRESH
+	OldPassword  string // PASSWD
+	NewPassword  string // PASSWD
+	All          bool   // LOGOUT: end every session and token of the user
+	Role         string // SETROLE
+	Limit        int    // USERS: page size
+	After        string // USERS: list users after this name
 
 	Inline bool // the line used the inline (netcat) form
 }
@@ -62,6 +97,14 @@ type wireRequest struct {
 	Mode     string          `json:"mode"`
 	Resource string          `json:"resource"`
 	Token    string          `json:"token"`
+
+	RefreshToken string `json:"refresh_token"`
+	OldPassword  string `json:"old_password"`
+	NewPassword  string `json:"new_password"`
+	All          bool   `json:"all"`
+	Role         string `json:"role"`
+	Limit        int    `json:"limit"`
+	After        string `json:"after"`
 }
 
 // Bounds on how much of an unknown command or resource is echoed in the
@@ -125,11 +168,18 @@ func parseJSON(line []byte) (Request, *Error) {
 		return Request{}, Errorf(CodeBadRequest, "malformed JSON request: %s", jsonErrorText(err))
 	}
 	req := Request{
-		Username: w.Username,
-		Password: w.Password,
-		Mode:     w.Mode,
-		Resource: w.Resource,
-		Token:    w.Token,
+		Username:     w.Username,
+		Password:     w.Password,
+		Mode:         w.Mode,
+		Resource:     w.Resource,
+		Token:        w.Token,
+		RefreshToken: w.RefreshToken,
+		OldPassword:  w.OldPassword,
+		NewPassword:  w.NewPassword,
+		All:          w.All,
+		Role:         w.Role,
+		Limit:        w.Limit,
+		After:        w.After,
 	}
 	if id, ok := validID(w.ID); ok {
 		req.ID = id
@@ -173,8 +223,13 @@ func salvageID(line []byte) json.RawMessage {
 }
 
 func expectedType(field string) string {
-	if field == "id" {
+	switch field {
+	case "id":
 		return "string or a number"
+	case "all":
+		return "boolean"
+	case "limit":
+		return "number"
 	}
 	return "string"
 }
@@ -206,10 +261,20 @@ var usage = map[string]string{
 	CmdRegister: "REGISTER username password",
 	CmdLogin:    "LOGIN username password [session|token]",
 	CmdGet:      "GET resource [token]",
-	CmdLogout:   "LOGOUT [token]",
+	CmdLogout:   "LOGOUT [ALL] [token]",
 	CmdWhoAmI:   "WHOAMI [token]",
 	CmdPing:     "PING",
 	CmdQuit:     "QUIT",
+	CmdRefresh:  "REFRESH refresh_token",
+	CmdPasswd:   "PASSWD old_password new_password [token]",
+	CmdUsers:    "USERS [limit [after]]",
+	CmdUser:     "USER username [token]",
+	CmdSetRole:  "SETROLE username user|admin [token]",
+	CmdDisable:  "DISABLE username [token]",
+	CmdEnable:   "ENABLE username [token]",
+	CmdDelete:   "DELETE username [token]",
+	CmdUnlock:   "UNLOCK username [token]",
+	CmdRevoke:   "REVOKE username [token]",
 }
 
 // Usage returns the inline syntax of a canonical command name.
@@ -277,7 +342,19 @@ func parseInline(line []byte) (Request, *Error) {
 		if len(args) == 2 {
 			req.Token = args[1]
 		}
-	case CmdLogout, CmdWhoAmI:
+	case CmdLogout:
+		// "ALL" cannot be a token: tokens have dots.
+		if len(args) > 0 && EqualFoldASCII(args[0], "all") {
+			req.All = true
+			args = args[1:]
+		}
+		if len(args) > 1 {
+			return bad()
+		}
+		if len(args) == 1 {
+			req.Token = args[0]
+		}
+	case CmdWhoAmI:
 		if len(args) > 1 {
 			return bad()
 		}
@@ -287,6 +364,49 @@ func parseInline(line []byte) (Request, *Error) {
 	case CmdPing, CmdQuit:
 		if len(args) != 0 {
 			return bad()
+		}
+	case CmdRefresh:
+		if len(args) != 1 {
+			return bad()
+		}
+		req.RefreshToken = args[0]
+	case CmdPasswd:
+		if len(args) < 2 || len(args) > 3 {
+			return bad()
+		}
+		req.OldPassword, req.NewPassword = args[0], args[1]
+		if len(args) == 3 {
+			req.Token = args[2]
+		}
+	case CmdUsers:
+		if len(args) > 2 {
+			return bad()
+		}
+		if len(args) > 0 {
+			n, err := strconv.Atoi(args[0])
+			if err != nil {
+				return bad()
+			}
+			req.Limit = n
+		}
+		if len(args) == 2 {
+			req.After = args[1]
+		}
+	case CmdSetRole:
+		if len(args) < 2 || len(args) > 3 {
+			return bad()
+		}
+		req.Username, req.Role = args[0], args[1]
+		if len(args) == 3 {
+			req.Token = args[2]
+		}
+	case CmdUser, CmdDisable, CmdEnable, CmdDelete, CmdUnlock, CmdRevoke:
+		if len(args) < 1 || len(args) > 2 {
+			return bad()
+		}
+		req.Username = args[0]
+		if len(args) == 2 {
+			req.Token = args[1]
 		}
 	}
 	return req, req.validate()
@@ -312,6 +432,31 @@ func (r *Request) validate() *Error {
 			default:
 				return Errorf(CodeBadRequest, "mode must be %q or %q", ModeSession, ModeToken)
 			}
+		}
+	case CmdRefresh:
+		if r.RefreshToken == "" {
+			return Errorf(CodeBadRequest, "missing refresh_token")
+		}
+	case CmdPasswd:
+		if r.OldPassword == "" {
+			return Errorf(CodeBadRequest, "missing old_password")
+		}
+		if r.NewPassword == "" {
+			return Errorf(CodeBadRequest, "missing new_password")
+		}
+	case CmdUsers:
+		switch {
+		case r.Limit == 0:
+			r.Limit = DefaultUsersLimit
+		case r.Limit < 0 || r.Limit > MaxUsersLimit:
+			return Errorf(CodeBadRequest, "limit must be 1 to %d", MaxUsersLimit)
+		}
+	case CmdUser, CmdSetRole, CmdDisable, CmdEnable, CmdDelete, CmdUnlock, CmdRevoke:
+		if r.Username == "" {
+			return Errorf(CodeBadRequest, "missing username")
+		}
+		if r.Cmd == CmdSetRole && r.Role != "user" && r.Role != "admin" {
+			return Errorf(CodeBadRequest, "role must be \"user\" or \"admin\"")
 		}
 	case CmdGet:
 		if r.Resource == "" {

@@ -254,7 +254,7 @@ func TestParseRequestInline(t *testing.T) {
 
 		{name: "logout", line: "LOGOUT", want: protocol.Request{Cmd: "LOGOUT", Inline: true}},
 		{name: "logout token", line: "logout t.o.k", want: protocol.Request{Cmd: "LOGOUT", Token: "t.o.k", Inline: true}},
-		{name: "logout two args", line: "LOGOUT a b", code: protocol.CodeBadRequest, msg: "usage: LOGOUT [token]"},
+		{name: "logout two args", line: "LOGOUT a b", code: protocol.CodeBadRequest, msg: "usage: LOGOUT [ALL] [token]"},
 		{name: "whoami", line: "WHOAMI", want: protocol.Request{Cmd: "WHOAMI", Inline: true}},
 		{name: "whoami token", line: "WhoAmI t.o.k", want: protocol.Request{Cmd: "WHOAMI", Token: "t.o.k", Inline: true}},
 		{name: "whoami two args", line: "WHOAMI a b", code: protocol.CodeBadRequest, msg: "usage: WHOAMI [token]"},
@@ -316,14 +316,32 @@ func TestParseRequestEveryCommand(t *testing.T) {
 		protocol.CmdRegister: " alice s3cretpass",
 		protocol.CmdLogin:    " alice s3cretpass",
 		protocol.CmdGet:      " protected",
+		protocol.CmdRefresh:  " r3fr3sh",
+		protocol.CmdPasswd:   " old-pass new-pass",
+		protocol.CmdUser:     " bob",
+		protocol.CmdSetRole:  " bob admin",
+		protocol.CmdDisable:  " bob",
+		protocol.CmdEnable:   " bob",
+		protocol.CmdDelete:   " bob",
+		protocol.CmdUnlock:   " bob",
+		protocol.CmdRevoke:   " bob",
 	}
 	fields := map[string]string{
 		protocol.CmdRegister: `,"username":"alice","password":"s3cretpass"`,
 		protocol.CmdLogin:    `,"username":"alice","password":"s3cretpass"`,
 		protocol.CmdGet:      `,"resource":"protected"`,
+		protocol.CmdRefresh:  `,"refresh_token":"r3fr3sh"`,
+		protocol.CmdPasswd:   `,"old_password":"old-pass","new_password":"new-pass"`,
+		protocol.CmdUser:     `,"username":"bob"`,
+		protocol.CmdSetRole:  `,"username":"bob","role":"admin"`,
+		protocol.CmdDisable:  `,"username":"bob"`,
+		protocol.CmdEnable:   `,"username":"bob"`,
+		protocol.CmdDelete:   `,"username":"bob"`,
+		protocol.CmdUnlock:   `,"username":"bob"`,
+		protocol.CmdRevoke:   `,"username":"bob"`,
 	}
-	if len(protocol.Commands) != 7 {
-		t.Errorf("Commands has %d entries, want 7: %v", len(protocol.Commands), protocol.Commands)
+	if len(protocol.Commands) != 17 {
+		t.Errorf("Commands has %d entries, want 17: %v", len(protocol.Commands), protocol.Commands)
 	}
 	for _, cmd := range protocol.Commands {
 		for _, line := range []string{

@@ -91,6 +91,23 @@ const (
 	ByeLineTimeout = "line_timeout"
 )
 
+// Reasons for the session_ended event.
+const (
+	SessionEndedLogoutAll       = "logout_all"
+	SessionEndedPasswordChanged = "password_changed"
+	SessionEndedRevoked         = "revoked"
+	SessionEndedDisabled        = "disabled"
+	SessionEndedDeleted         = "deleted"
+)
+
+// AppendSessionEnded appends the event sent to a connection whose session
+// was ended from elsewhere.
+func AppendSessionEnded(dst []byte, reason string) []byte {
+	dst = append(dst, `{"event":"session_ended","reason":`...)
+	dst = AppendString(dst, reason)
+	return append(dst, '}', '\n')
+}
+
 // AppendBye appends the event sent before the server closes a connection.
 func AppendBye(dst []byte, reason string) []byte {
 	dst = append(dst, `{"event":"bye","reason":`...)
@@ -112,16 +129,18 @@ func (d *UserData) AppendJSON(dst []byte) []byte {
 	return append(dst, '}')
 }
 
-// LoginData is the data of LOGIN. The token fields are set in token mode
-// only.
+// LoginData is the data of LOGIN, REFRESH and PASSWD. The token fields
+// are set in token mode only.
 type LoginData struct {
-	Username  string    `json:"username"`
-	Role      string    `json:"role"`
-	Mode      string    `json:"mode"`
-	Token     string    `json:"token,omitempty"`
-	TokenType string    `json:"token_type,omitempty"`
-	ExpiresAt time.Time `json:"expires_at,omitzero"`
-	ExpiresIn int64     `json:"expires_in,omitempty"` // seconds
+	Username         string    `json:"username"`
+	Role             string    `json:"role"`
+	Mode             string    `json:"mode"`
+	Token            string    `json:"token,omitempty"`
+	TokenType        string    `json:"token_type,omitempty"`
+	ExpiresAt        time.Time `json:"expires_at,omitzero"`
+	ExpiresIn        int64     `json:"expires_in,omitempty"` // seconds
+	RefreshToken     string    `json:"refresh_token,omitempty"`
+	RefreshExpiresAt time.Time `json:"refresh_expires_at,omitzero"`
 }
 
 func (d *LoginData) AppendJSON(dst []byte) []byte {
@@ -140,6 +159,13 @@ func (d *LoginData) AppendJSON(dst []byte) []byte {
 		dst = d.ExpiresAt.UTC().AppendFormat(dst, time.RFC3339)
 		dst = append(dst, `","expires_in":`...)
 		dst = strconv.AppendInt(dst, d.ExpiresIn, 10)
+		if d.RefreshToken != "" {
+			dst = append(dst, `,"refresh_token":`...)
+			dst = AppendString(dst, d.RefreshToken)
+			dst = append(dst, `,"refresh_expires_at":"`...)
+			dst = d.RefreshExpiresAt.UTC().AppendFormat(dst, time.RFC3339)
+			dst = append(dst, '"')
+		}
 	}
 	return append(dst, '}')
 }
@@ -262,4 +288,64 @@ func (m *Message) Err() *Error {
 		return nil
 	}
 	return &Error{Code: m.Error, Message: m.Message}
+}
+
+// UserInfo describes an account to admins (USER, USERS and the admin
+// commands that change one).
+type UserInfo struct {
+	Username  string    `json:"username"`
+	Role      string    `json:"role"`
+	CreatedAt time.Time `json:"created_at"`
+	LastLogin time.Time `json:"last_login,omitzero"` // omitted if never
+	Disabled  bool      `json:"disabled"`
+	// Throttled: failed logins currently make LOGIN wait (USER only).
+	Throttled  bool  `json:"throttled"`
+	RetryAfter int64 `json:"retry_after,omitempty"` // seconds, when throttled
+}
+
+func (d *UserInfo) AppendJSON(dst []byte) []byte {
+	dst = append(dst, `{"username":`...)
+	dst = AppendString(dst, d.Username)
+	dst = append(dst, `,"role":`...)
+	dst = AppendString(dst, d.Role)
+	dst = append(dst, `,"created_at":"`...)
+	dst = d.CreatedAt.UTC().AppendFormat(dst, time.RFC3339)
+	dst = append(dst, '"')
+	if !d.LastLogin.IsZero() {
+		dst = append(dst, `,"last_login":"`...)
+		dst = d.LastLogin.UTC().AppendFormat(dst, time.RFC3339)
+		dst = append(dst, '"')
+	}
+	dst = append(dst, `,"disabled":`...)
+	dst = strconv.AppendBool(dst, d.Disabled)
+	dst = append(dst, `,"throttled":`...)
+	dst = strconv.AppendBool(dst, d.Throttled)
+	if d.RetryAfter > 0 {
+		dst = append(dst, `,"retry_after":`...)
+		dst = strconv.AppendInt(dst, d.RetryAfter, 10)
+	}
+	return append(dst, '}')
+}
+
+// UsersData is the data of USERS: one page of accounts in username order.
+// Next, when set, is the "after" of the next page.
+type UsersData struct {
+	Users []UserInfo `json:"users"`
+	Next  string     `json:"next,omitempty"`
+}
+
+func (d *UsersData) AppendJSON(dst []byte) []byte {
+	dst = append(dst, `{"users":[`...)
+	for i := range d.Users {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = d.Users[i].AppendJSON(dst)
+	}
+	dst = append(dst, ']')
+	if d.Next != "" {
+		dst = append(dst, `,"next":`...)
+		dst = AppendString(dst, d.Next)
+	}
+	return append(dst, '}')
 }

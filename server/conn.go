@@ -10,7 +10,9 @@ import (
 	"net"
 	"net/netip"
 	"runtime/debug"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/authline/authline/protocol"
@@ -39,6 +41,10 @@ type conn struct {
 	mu sync.Mutex
 
 	session *Identity // set by a session-mode LOGIN
+	// recheck asks the connection's goroutine to re-validate its session:
+	// the user changed elsewhere (see Server.userChanged).
+	recheck atomic.Bool
+	idle    bool // blocked waiting for a request to start; under mu
 	// authenticated is set once the connection logged in or showed a
 	// valid token; it lifts the pre-authentication line limit.
 	authenticated bool
@@ -70,13 +76,31 @@ func (c *conn) interrupt() {
 	c.mu.Unlock()
 }
 
-// armRead sets the read deadline d from now (none if d is zero), or
-// reports that the server is shutting down.
-func (c *conn) armRead(d time.Duration) bool {
+// poke asks the connection to re-validate its session soon, waking it if
+// it is waiting for a request.
+func (c *conn) poke() {
+	c.recheck.Store(true)
+	c.mu.Lock()
+	if c.idle {
+		c.nc.SetReadDeadline(time.Now())
+	}
+	c.mu.Unlock()
+}
+
+// armRead sets the read deadline d from now (none if d is zero) and
+// whether the connection now waits idle, or reports that the server is
+// shutting down.
+func (c *conn) armRead(d time.Duration, idle bool) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.idle = idle
 	if c.srv.inShutdown.Load() {
 		return false
+	}
+	if idle && c.recheck.Load() {
+		// A poke came just before: let the read return at once.
+		c.nc.SetReadDeadline(time.Now())
+		return true
 	}
 	c.nc.SetReadDeadline(deadline(d))
 	return true
@@ -112,6 +136,7 @@ func (c *conn) serve() {
 			c.lingerClose()
 		}
 		c.nc.Close()
+		c.setSession(nil)
 		c.srv.trackConn(c, false)
 	}()
 	c.out = protocol.AppendHello(c.out, c.srv.Version)
@@ -119,6 +144,9 @@ func (c *conn) serve() {
 		return
 	}
 	for {
+		if c.recheck.Swap(false) {
+			c.recheckSession()
+		}
 		if c.r.Buffered() == 0 {
 			// Answer a pipelined batch with one write, once nothing more
 			// is waiting to be read.
@@ -128,17 +156,20 @@ func (c *conn) serve() {
 		}
 		if c.r.Buffered() == 0 {
 			// Wait for the next line to start, for at most the idle timeout.
-			if !c.armRead(c.srv.IdleTimeout) {
+			if !c.armRead(c.srv.IdleTimeout, true) {
 				c.bye(protocol.ByeShutdown)
 				return
 			}
 			if _, err := c.r.Peek(1); err != nil {
+				if isTimeout(err) && c.recheck.Load() && !c.srv.inShutdown.Load() {
+					continue // woken by poke: re-validate, then wait again
+				}
 				c.readFailed(err, protocol.ByeIdleTimeout)
 				return
 			}
 		}
 		// A started line must be complete within the line timeout.
-		if !c.armRead(c.srv.LineTimeout) {
+		if !c.armRead(c.srv.LineTimeout, false) {
 			c.bye(protocol.ByeShutdown)
 			return
 		}
@@ -352,6 +383,13 @@ func (c *conn) dispatch(req *protocol.Request) (closeConn bool) {
 		c.whoami(ctx, req)
 	case protocol.CmdLogout:
 		c.logout(ctx, req)
+	case protocol.CmdRefresh:
+		c.refresh(ctx, req)
+	case protocol.CmdPasswd:
+		c.passwd(ctx, req)
+	case protocol.CmdUsers, protocol.CmdUser, protocol.CmdSetRole, protocol.CmdDisable,
+		protocol.CmdEnable, protocol.CmdDelete, protocol.CmdUnlock, protocol.CmdRevoke:
+		c.admin(ctx, req)
 	default:
 		// ParseRequest only returns known commands; this is a bug.
 		c.respondError(req.ID, protocol.Errorf(protocol.CodeInternal, "command %s not implemented", req.Cmd))
@@ -393,26 +431,82 @@ func (c *conn) login(ctx context.Context, req *protocol.Request) {
 		c.fail(req, err)
 		return
 	}
-	c.loginData = protocol.LoginData{Username: id.Username, Role: id.Role, Mode: req.Mode}
 	if req.Mode == protocol.ModeToken {
 		tok, err := c.srv.Backend.IssueToken(ctx, id)
 		if err != nil {
 			c.fail(req, err)
 			return
 		}
-		c.loginData.Token = tok.Token
-		c.loginData.TokenType = "Bearer"
-		c.loginData.ExpiresAt = tok.ExpiresAt
-		c.loginData.ExpiresIn = int64(tok.TTL / time.Second)
 		c.audit("login succeeded", id.Username, nil, "mode", req.Mode)
-		c.respond(req.ID, protocol.StatusOK, "token issued", &c.loginData)
+		c.respondTokens(req, id, tok, "token issued")
 		return
 	}
 	id.Auth = protocol.AuthSession
-	c.session = &id
-	c.authenticated = true
+	c.setSession(&id)
 	c.audit("login succeeded", id.Username, nil, "mode", req.Mode)
+	c.loginData = protocol.LoginData{Username: id.Username, Role: id.Role, Mode: protocol.ModeSession}
 	c.respond(req.ID, protocol.StatusOK, "logged in", &c.loginData)
+}
+
+// respondTokens answers with a fresh access and refresh token.
+func (c *conn) respondTokens(req *protocol.Request, id Identity, tok IssuedToken, msg string) {
+	c.loginData = protocol.LoginData{
+		Username:         id.Username,
+		Role:             id.Role,
+		Mode:             protocol.ModeToken,
+		Token:            tok.Token,
+		TokenType:        "Bearer",
+		ExpiresAt:        tok.ExpiresAt,
+		ExpiresIn:        int64(tok.TTL / time.Second),
+		RefreshToken:     tok.RefreshToken,
+		RefreshExpiresAt: tok.RefreshExpiresAt,
+	}
+	c.respond(req.ID, protocol.StatusOK, msg, &c.loginData)
+}
+
+// setSession changes the connection's session and keeps the server's
+// index of sessions by user, through which changes reach them.
+func (c *conn) setSession(id *Identity) {
+	if c.session == nil && id == nil {
+		return
+	}
+	old := ""
+	if c.session != nil {
+		old = c.session.Username
+	}
+	c.session = id
+	c.authenticated = id != nil
+	name := ""
+	if id != nil {
+		name = id.Username
+	}
+	if old != name {
+		c.srv.trackSession(c, old, name)
+	}
+}
+
+// recheckSession re-validates the session after its user changed, and
+// tells the client with a session_ended event if it is over.
+func (c *conn) recheckSession() {
+	if c.session == nil {
+		return
+	}
+	id, err := c.srv.Backend.CheckSession(c.srv.baseCtx, *c.session)
+	var ended *SessionEndedError
+	switch {
+	case errors.As(err, &ended):
+		c.endSession(ended.Reason)
+	case err == nil:
+		*c.session = id // the role may have changed
+	}
+	// Other errors (the store is down): keep the session; the next
+	// request checks again.
+}
+
+func (c *conn) endSession(reason string) {
+	c.audit("session ended", c.session.Username, nil, "reason", reason)
+	c.out = protocol.AppendSessionEnded(c.out, reason)
+	c.setSession(nil)
 }
 
 // identity returns whom the request acts as: the token's user when it
@@ -428,6 +522,21 @@ func (c *conn) identity(ctx context.Context, req *protocol.Request) (*Identity, 
 		c.authenticated = true
 		return &id, nil
 	}
+	if c.session == nil {
+		return nil, nil
+	}
+	// Changes to the user apply to the session at once: the role is read
+	// afresh and an ended session ends here.
+	id, err := c.srv.Backend.CheckSession(ctx, *c.session)
+	var ended *SessionEndedError
+	switch {
+	case errors.As(err, &ended):
+		c.endSession(ended.Reason)
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	*c.session = id
 	return c.session, nil
 }
 
@@ -466,8 +575,12 @@ func (c *conn) whoami(ctx context.Context, req *protocol.Request) {
 }
 
 // logout revokes the request's token if it has one (the session, if any,
-// stays), else ends the connection's session.
+// stays), else ends the connection's session; with all, see logoutAll.
 func (c *conn) logout(ctx context.Context, req *protocol.Request) {
+	if req.All {
+		c.logoutAll(ctx, req)
+		return
+	}
 	if req.Token != "" {
 		id, err := c.identity(ctx, req)
 		if err != nil {
@@ -487,9 +600,100 @@ func (c *conn) logout(ctx context.Context, req *protocol.Request) {
 		return
 	}
 	c.audit("logged out", c.session.Username, nil)
-	c.session = nil
-	c.authenticated = false // back to the pre-authentication line limit
+	c.setSession(nil) // back to the pre-authentication line limit too
 	c.respond(req.ID, protocol.StatusOK, "logged out", nil)
+}
+
+// logoutAll ends every session and token of the caller's user, here and
+// on every other connection and instance.
+func (c *conn) logoutAll(ctx context.Context, req *protocol.Request) {
+	id, err := c.identity(ctx, req)
+	if err != nil {
+		c.fail(req, err)
+		return
+	}
+	if id == nil {
+		c.fail(req, errNotLoggedIn)
+		return
+	}
+	name := id.Username
+	if err := c.srv.Backend.LogoutAll(ctx, *id); err != nil {
+		c.fail(req, err)
+		return
+	}
+	if c.session != nil && c.session.Username == name {
+		c.setSession(nil) // this connection's own session ends by its request: no event
+	}
+	c.audit("logged out everywhere", name, nil)
+	c.respond(req.ID, protocol.StatusOK, "logged out everywhere", nil)
+}
+
+func (c *conn) refresh(ctx context.Context, req *protocol.Request) {
+	id, tok, err := c.srv.Backend.Refresh(ctx, c.peer, req.RefreshToken)
+	if err != nil {
+		c.audit("refresh rejected", id.Username, err)
+		c.fail(req, err)
+		return
+	}
+	c.authenticated = true
+	c.audit("token refreshed", id.Username, nil)
+	c.respondTokens(req, id, tok, "token refreshed")
+}
+
+// passwd changes the caller's password. The session or token it came
+// with goes on: a session moves to the new generation, a token caller
+// gets a fresh token pair, since its token ended with all the others.
+func (c *conn) passwd(ctx context.Context, req *protocol.Request) {
+	id, err := c.identity(ctx, req)
+	if err != nil {
+		c.fail(req, err)
+		return
+	}
+	if id == nil {
+		c.fail(req, errNotLoggedIn)
+		return
+	}
+	fromSession := id == c.session
+	newID, err := c.srv.Backend.Passwd(ctx, c.peer, *id, req.OldPassword, req.NewPassword)
+	if err != nil {
+		c.audit("password change failed", id.Username, err)
+		c.fail(req, err)
+		return
+	}
+	c.audit("password changed", newID.Username, nil)
+	if fromSession {
+		*c.session = newID
+		c.loginData = protocol.LoginData{Username: newID.Username, Role: newID.Role, Mode: protocol.ModeSession}
+		c.respond(req.ID, protocol.StatusOK, "password changed", &c.loginData)
+		return
+	}
+	tok, err := c.srv.Backend.IssueToken(ctx, newID)
+	if err != nil {
+		c.fail(req, err)
+		return
+	}
+	c.respondTokens(req, newID, tok, "password changed")
+}
+
+func (c *conn) admin(ctx context.Context, req *protocol.Request) {
+	id, err := c.identity(ctx, req)
+	if err != nil {
+		c.fail(req, err)
+		return
+	}
+	data, msg, err := c.srv.Backend.Admin(ctx, id, req)
+	actor := ""
+	if id != nil {
+		actor = id.Username
+	}
+	if req.Cmd != protocol.CmdUsers && req.Cmd != protocol.CmdUser || err != nil {
+		c.audit("admin "+strings.ToLower(req.Cmd), actor, err, "target", req.Username)
+	}
+	if err != nil {
+		c.fail(req, err)
+		return
+	}
+	c.respond(req.ID, protocol.StatusOK, msg, data)
 }
 
 // audit logs an authentication event. It takes only a username, never a

@@ -159,6 +159,8 @@ func TestCraftedTokens(t *testing.T) {
 	if err := srv.Store.DeleteUser(context.Background(), "ghost"); err != nil {
 		t.Fatal(err)
 	}
+	// Deleted behind the server's back: the change feed tells it soon.
+	waitFor(t, func() bool { return w.do(getWithToken(t, ghost)).Error == protocol.CodeInvalidToken })
 
 	before := userNames(t, srv)
 	if !slices.Contains(before, "alice") || slices.Contains(before, "ghost") {
@@ -170,7 +172,7 @@ func TestCraftedTokens(t *testing.T) {
 	now := time.Now().Truncate(time.Second)
 	hdr := map[string]any{"alg": "HS256", "typ": "JWT", "kid": kid}
 	cl := map[string]any{
-		"iss": auth.DefaultIssuer, "sub": "alice", "role": "user", "jti": "crafted-token-id-0001",
+		"iss": auth.DefaultIssuer, "sub": "alice", "role": "user", "gen": 1, "jti": "crafted-token-id-0001",
 		"iat": now.Unix(), "exp": now.Add(ttl).Unix(),
 	}
 	// Sanity: the helpers sign the way the server does.

@@ -62,6 +62,7 @@ type Server struct {
 	listeners  map[*net.Listener]struct{}
 	conns      map[*conn]struct{}
 	connsPerIP map[netip.Addr]int
+	sessions   map[string]map[*conn]struct{} // connections by session user
 	inShutdown atomic.Bool
 	connWG     sync.WaitGroup // connection goroutines, rejected ones included
 
@@ -101,6 +102,10 @@ func (s *Server) init() {
 		s.listeners = make(map[*net.Listener]struct{})
 		s.conns = make(map[*conn]struct{})
 		s.connsPerIP = make(map[netip.Addr]int)
+		s.sessions = make(map[string]map[*conn]struct{})
+		if s.Backend != nil {
+			s.Backend.WatchUsers(s.userChanged)
+		}
 		s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
 	})
 }
@@ -256,6 +261,37 @@ func (s *Server) Close() error {
 	s.cancelBase()
 	s.connWG.Wait()
 	return nil
+}
+
+// trackSession moves c in the session index from user old to user name
+// ("" for none).
+func (s *Server) trackSession(c *conn, old, name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if set := s.sessions[old]; set != nil {
+		delete(set, c)
+		if len(set) == 0 {
+			delete(s.sessions, old)
+		}
+	}
+	if name != "" {
+		set := s.sessions[name]
+		if set == nil {
+			set = make(map[*conn]struct{})
+			s.sessions[name] = set
+		}
+		set[c] = struct{}{}
+	}
+}
+
+// userChanged asks every connection with a session of the user to
+// re-validate it; those whose session ended get a session_ended event.
+func (s *Server) userChanged(username string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.sessions[username] {
+		c.poke()
+	}
 }
 
 // NumConns returns the number of open connections.

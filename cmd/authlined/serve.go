@@ -30,6 +30,8 @@ type serveOptions struct {
 	listen            string
 	keyFile           string
 	tokenTTL          time.Duration
+	refreshTTL        time.Duration
+	syncInterval      time.Duration
 	bcryptCost        int
 	tlsCert, tlsKey   string
 	insecurePlaintext bool
@@ -69,7 +71,9 @@ cross the network in clear text.`,
 	f := cmd.Flags()
 	f.StringVar(&opts.listen, "listen", "127.0.0.1:7411", "TCP address to listen on")
 	f.StringVar(&opts.keyFile, "key-file", "", "token signing key, created with mode 0600 on first start (default: beside --db, with extension .key)")
-	f.DurationVar(&opts.tokenTTL, "token-ttl", 30*time.Minute, "lifetime of access tokens")
+	f.DurationVar(&opts.tokenTTL, "token-ttl", 15*time.Minute, "lifetime of access tokens")
+	f.DurationVar(&opts.refreshTTL, "refresh-ttl", auth.DefaultRefreshTTL, "lifetime of refresh tokens (each REFRESH issues a new one)")
+	f.DurationVar(&opts.syncInterval, "sync-interval", auth.DefaultSyncInterval, "how often to read the store's change feed (changes made by other processes apply within this)")
 	f.IntVar(&opts.bcryptCost, "bcrypt-cost", auth.DefaultBcryptCost, "bcrypt work factor for new password hashes (4-31)")
 	f.StringVar(&opts.tlsCert, "tls-cert", "", "TLS certificate file (PEM); serve TLS with --tls-key")
 	f.StringVar(&opts.tlsKey, "tls-key", "", "TLS private key file (PEM)")
@@ -174,13 +178,15 @@ func runServe(ctx context.Context, opts *serveOptions) error {
 		hashQueue = -1 // the flag's 0 means no queue; Config's 0 means the default
 	}
 	svc, err := auth.New(auth.Config{
-		Store:       st,
-		Tokens:      tokens,
-		BcryptCost:  opts.bcryptCost,
-		Throttle:    &opts.throttle,
-		IPRateLimit: &opts.ipRate,
-		HashWorkers: opts.hashWorkers,
-		HashQueue:   hashQueue,
+		Store:        st,
+		Tokens:       tokens,
+		BcryptCost:   opts.bcryptCost,
+		Throttle:     &opts.throttle,
+		IPRateLimit:  &opts.ipRate,
+		HashWorkers:  opts.hashWorkers,
+		HashQueue:    hashQueue,
+		RefreshTTL:   opts.refreshTTL,
+		SyncInterval: opts.syncInterval,
 	})
 	if err != nil {
 		return usageError{err}
@@ -212,6 +218,7 @@ func runServe(ctx context.Context, opts *serveOptions) error {
 	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go purge(sigCtx, svc, log)
+	go svc.Run(sigCtx)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -235,16 +242,17 @@ func runServe(ctx context.Context, opts *serveOptions) error {
 	return nil
 }
 
-// purge drops expired revocations and stale failed-login counters now
-// and then, so the tables hold only what can still matter.
+// purge drops expired revocations, refresh tokens, stale failed-login
+// counters and old change-feed entries now and then, so the tables hold
+// only what can still matter.
 func purge(ctx context.Context, svc *auth.Service, log *slog.Logger) {
 	t := time.NewTicker(10 * time.Minute)
 	defer t.Stop()
 	for {
-		if revocations, counters, err := svc.Purge(ctx); err != nil && !errors.Is(err, store.ErrUnavailable) {
+		if n, err := svc.Purge(ctx); err != nil && !errors.Is(err, store.ErrUnavailable) {
 			log.Warn("purging expired records failed", "err", err)
-		} else if revocations+counters > 0 {
-			log.Info("purged expired records", "revocations", revocations, "login_failure_counters", counters)
+		} else if n > 0 {
+			log.Info("purged expired records", "count", n)
 		}
 		select {
 		case <-ctx.Done():

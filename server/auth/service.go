@@ -4,10 +4,12 @@
 package auth
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"runtime"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -34,7 +36,20 @@ type Config struct {
 	HashWorkers int
 	HashQueue   int
 	Now         func() time.Time // time.Now when nil
+
+	// RefreshTTL is the lifetime of refresh tokens (DefaultRefreshTTL).
+	RefreshTTL time.Duration
+	// SyncInterval is how often Run reads the store's change feed, the
+	// longest another process's change can go unnoticed
+	// (DefaultSyncInterval).
+	SyncInterval time.Duration
 }
+
+// Defaults of Config.
+const (
+	DefaultRefreshTTL   = 7 * 24 * time.Hour
+	DefaultSyncInterval = 250 * time.Millisecond
+)
 
 // DefaultHashQueue is how many LOGIN/REGISTER hashes may wait for a worker.
 const DefaultHashQueue = 32
@@ -51,6 +66,14 @@ type Service struct {
 	// dummyHash is compared against when a user does not exist, so that a
 	// LOGIN for an unknown user costs the same as a wrong password.
 	dummyHash []byte
+
+	cache        *cache
+	refreshTTL   time.Duration
+	syncInterval time.Duration
+	syncMu       sync.Mutex // one Sync at a time
+	seq          int64      // the last change applied; under syncMu
+	watchMu      sync.RWMutex
+	watchers     []func(username string)
 }
 
 var _ server.Backend = (*Service)(nil)
@@ -92,6 +115,13 @@ func New(cfg Config) (*Service, error) {
 		queue = DefaultHashQueue
 	}
 	svc.hashing = newHashPool(workers, max(queue, 0))
+	svc.cache = newCache()
+	svc.refreshTTL = cmp.Or(cfg.RefreshTTL, DefaultRefreshTTL)
+	svc.syncInterval = cmp.Or(cfg.SyncInterval, DefaultSyncInterval)
+	// Changes before now are already in the store; follow from here.
+	if svc.seq, err = cfg.Store.LatestChange(context.Background()); err != nil {
+		return nil, fmt.Errorf("auth: read change feed: %w", err)
+	}
 	return svc, nil
 }
 
@@ -180,11 +210,13 @@ func (s *Service) Login(ctx context.Context, peer server.Peer, username, passwor
 	hash := s.dummyHash
 	var user store.User
 	found := false
+	var version uint64
 	if nameErr == nil {
 		var err error
 		if pair, err = s.checkThrottle(ctx, name, ip); err != nil {
 			return server.Identity{}, err
 		}
+		version = s.cache.snapshot()
 		user, err = s.store.GetUser(ctx, name)
 		switch {
 		case err == nil:
@@ -210,9 +242,21 @@ func (s *Service) Login(ctx context.Context, peer server.Peer, username, passwor
 			return server.Identity{}, err
 		}
 	}
+	if user.Disabled {
+		// Said only to whoever knows the password.
+		return server.Identity{}, errDisabled
+	}
 	s.rehashIfNeeded(ctx, user, []byte(pw))
-	return server.Identity{Username: user.Username, Role: user.Role}, nil
+	if err := s.store.SetLastLogin(ctx, user.Username, s.now()); err != nil {
+		return server.Identity{}, storeError(err)
+	}
+	// The session or token about to start will be checked against this
+	// state: cache it now, so those checks need no store.
+	s.cache.put(stateOf(user), version)
+	return server.Identity{Username: user.Username, Role: user.Role, Gen: user.Generation}, nil
 }
+
+var errDisabled = protocol.Errorf(protocol.CodeInvalidCredentials, "this account is disabled")
 
 // rehashIfNeeded re-hashes a password whose stored hash has another cost
 // than the configured one, now that the plain password is at hand. A
@@ -229,41 +273,75 @@ func (s *Service) rehashIfNeeded(ctx context.Context, user store.User, pw []byte
 	s.store.SetPasswordHash(ctx, user.Username, hash)
 }
 
-// IssueToken implements server.Backend.
-func (s *Service) IssueToken(_ context.Context, id server.Identity) (server.IssuedToken, error) {
-	signed, claims, err := s.tokens.Issue(id.Username, id.Role)
+// IssueToken implements server.Backend: an access token and the first
+// refresh token of a new family.
+func (s *Service) IssueToken(ctx context.Context, id server.Identity) (server.IssuedToken, error) {
+	family, err := randomID()
 	if err != nil {
 		return server.IssuedToken{}, err
 	}
-	return server.IssuedToken{Token: signed, ExpiresAt: claims.ExpiresAt.Time, TTL: s.tokens.TTL()}, nil
+	return s.issue(ctx, id, family)
+}
+
+// issue signs an access token and stores a refresh token of the family.
+func (s *Service) issue(ctx context.Context, id server.Identity, family string) (server.IssuedToken, error) {
+	signed, claims, err := s.tokens.Issue(id.Username, id.Role, id.Gen)
+	if err != nil {
+		return server.IssuedToken{}, err
+	}
+	refresh, hash, err := newRefreshToken()
+	if err != nil {
+		return server.IssuedToken{}, err
+	}
+	refreshExp := s.now().Add(s.refreshTTL).Truncate(time.Second)
+	rt := store.RefreshToken{Hash: hash, Family: family, Username: id.Username, Generation: id.Gen, ExpiresAt: refreshExp}
+	if err := s.store.CreateRefreshToken(ctx, rt); err != nil {
+		return server.IssuedToken{}, storeError(err)
+	}
+	return server.IssuedToken{
+		Token:            signed,
+		ExpiresAt:        claims.ExpiresAt.Time,
+		TTL:              s.tokens.TTL(),
+		RefreshToken:     refresh,
+		RefreshExpiresAt: refreshExp,
+	}, nil
 }
 
 // VerifyToken implements server.Backend. Besides the signature and claims
-// it checks that the token was not revoked and that its user still exists,
-// and takes the role from the store so that a role change applies at once.
+// it checks that the token was not revoked, that its user still exists,
+// is enabled and has not moved to a newer generation, and takes the role
+// from the user's current state, so changes apply at once. All of it is
+// answered from the cache in the steady state.
 func (s *Service) VerifyToken(ctx context.Context, _ server.Peer, token string) (server.Identity, error) {
 	claims, err := s.tokens.Parse(token)
 	if err != nil {
 		return server.Identity{}, err
 	}
-	revoked, err := s.store.IsRevoked(ctx, claims.ID)
+	revoked, err := s.cache.isRevoked(ctx, s.store, claims.ID, claims.ExpiresAt.Time)
 	if err != nil {
 		return server.Identity{}, storeError(err)
 	}
 	if revoked {
 		return server.Identity{}, protocol.Errorf(protocol.CodeInvalidToken, "token has been revoked")
 	}
-	user, err := s.store.GetUser(ctx, claims.Subject)
-	if errors.Is(err, store.ErrNotFound) {
+	u, err := s.cache.user(ctx, s.store, claims.Subject)
+	if isNotFound(err) {
 		return server.Identity{}, protocol.Errorf(protocol.CodeInvalidToken, "token's user no longer exists")
 	}
 	if err != nil {
 		return server.Identity{}, storeError(err)
 	}
+	if u.Disabled {
+		return server.Identity{}, protocol.Errorf(protocol.CodeInvalidToken, "token's user is disabled")
+	}
+	if claims.Gen != u.Gen {
+		return server.Identity{}, protocol.Errorf(protocol.CodeInvalidToken, "token has been revoked")
+	}
 	return server.Identity{
-		Username:  user.Username,
-		Role:      user.Role,
+		Username:  u.Username,
+		Role:      u.Role,
 		Auth:      protocol.AuthToken,
+		Gen:       u.Gen,
 		TokenID:   claims.ID,
 		ExpiresAt: claims.ExpiresAt.Time,
 	}, nil
@@ -274,7 +352,11 @@ func (s *Service) RevokeToken(ctx context.Context, id server.Identity) error {
 	if id.TokenID == "" {
 		return protocol.Errorf(protocol.CodeBadRequest, "not a token identity")
 	}
-	return storeError(s.store.RevokeToken(ctx, id.TokenID, id.ExpiresAt))
+	if err := s.store.RevokeToken(ctx, id.TokenID, id.ExpiresAt); err != nil {
+		return storeError(err)
+	}
+	s.cache.revoke(id.TokenID, id.ExpiresAt)
+	return nil
 }
 
 // Resource implements server.Backend: "protected" for any authenticated
@@ -297,16 +379,31 @@ func (s *Service) Resource(_ context.Context, id *server.Identity, name string) 
 	return "Hello " + id.Username + ", this is protected content.", nil
 }
 
-// Purge drops revocations of tokens that have expired anyway and
-// failed-login counters older than the throttle window.
-func (s *Service) Purge(ctx context.Context) (revocations, counters int, err error) {
+// Purge drops what can no longer matter: revocations and refresh tokens
+// that expired, failed-login counters older than the throttle window, and
+// change-feed entries old enough that every follower has read them.
+func (s *Service) Purge(ctx context.Context) (int, error) {
 	now := s.now()
-	if revocations, err = s.store.PurgeRevocations(ctx, now); err != nil {
-		return 0, 0, err
+	s.cache.purge(now)
+	var total int
+	for _, purge := range []func() (int, error){
+		func() (int, error) { return s.store.PurgeRevocations(ctx, now) },
+		func() (int, error) { return s.store.PurgeLoginFailures(ctx, now.Add(-s.throttle.Window)) },
+		func() (int, error) { return s.store.PurgeRefreshTokens(ctx, now) },
+		func() (int, error) { return s.store.PurgeChanges(ctx, now.Add(-changeRetention)) },
+	} {
+		n, err := purge()
+		if err != nil {
+			return total, err
+		}
+		total += n
 	}
-	counters, err = s.store.PurgeLoginFailures(ctx, now.Add(-s.throttle.Window))
-	return revocations, counters, err
+	return total, nil
 }
+
+// changeRetention is how long change-feed entries are kept: far longer
+// than any follower lags, even one paused by a store outage.
+const changeRetention = 24 * time.Hour
 
 // storeError turns a store failure into a wire error: unavailable when
 // the store says so (the client may retry), internal otherwise.

@@ -73,6 +73,10 @@ var (
 // Claims are the claims of an authline access token.
 type Claims struct {
 	Role string `json:"role"`
+	// Gen is the user's generation when the token was issued; a token
+	// whose gen is older than the user's current one was ended by a
+	// password change, a logout everywhere or a revoke.
+	Gen int64 `json:"gen"`
 	jwt.RegisteredClaims
 }
 
@@ -157,8 +161,8 @@ func (t *Tokens) TTL() time.Duration { return t.ttl }
 // KeyID is the kid of the key that signs new tokens.
 func (t *Tokens) KeyID() string { return t.current.kid }
 
-// Issue signs a token for the user.
-func (t *Tokens) Issue(username, role string) (string, *Claims, error) {
+// Issue signs a token for the user at their current generation.
+func (t *Tokens) Issue(username, role string, gen int64) (string, *Claims, error) {
 	now := t.now().Truncate(time.Second)
 	jti, err := randomID()
 	if err != nil {
@@ -166,6 +170,7 @@ func (t *Tokens) Issue(username, role string) (string, *Claims, error) {
 	}
 	claims := &Claims{
 		Role: role,
+		Gen:  gen,
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    t.issuer,
 			Subject:   username,
@@ -270,6 +275,7 @@ func tokenChars(s string) bool {
 // NumericDate also takes a string such as "1700000000".
 type wireClaims struct {
 	Role      string           `json:"role"`
+	Gen       int64            `json:"gen"`
 	Issuer    string           `json:"iss"`
 	Subject   string           `json:"sub"`
 	Audience  jwt.ClaimStrings `json:"aud"`
@@ -282,6 +288,7 @@ type wireClaims struct {
 func (c *wireClaims) claims() *Claims {
 	return &Claims{
 		Role: c.Role,
+		Gen:  c.Gen,
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    c.Issuer,
 			Subject:   c.Subject,

@@ -26,7 +26,7 @@ func fuzzKey() []byte { return testKey(1) }
 func FuzzParseToken(f *testing.F) {
 	tk := newTestTokens(f, fuzzKey(), nil)
 	key := fuzzKey()
-	good, _, err := tk.Issue("alice", "user")
+	good, _, err := tk.Issue("alice", "user", 1)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func FuzzParseToken(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	expired, _, _ := past.Issue("bob", "admin")
+	expired, _, _ := past.Issue("bob", "admin", 1)
 	hdr, cl := goodHeader(tk), goodClaims()
 	gh, gp, gs := segments(good)
 

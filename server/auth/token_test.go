@@ -148,7 +148,7 @@ func wantCode(t *testing.T, err error, code protocol.Code, cause error) {
 
 func TestIssueParse(t *testing.T) {
 	tk := newTestTokens(t, testKey(1), nil)
-	signed, issued, err := tk.Issue("alice", "admin")
+	signed, issued, err := tk.Issue("alice", "admin", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +180,7 @@ func TestIssueParse(t *testing.T) {
 		t.Fatalf("claims %+v, issued %+v", c, issued)
 	}
 
-	other, _, _ := tk.Issue("alice", "admin")
+	other, _, _ := tk.Issue("alice", "admin", 1)
 	if _, _, s1 := segments(signed); strings.HasSuffix(other, "."+s1) {
 		t.Fatal("two tokens with the same signature: jti is not random")
 	}
@@ -200,7 +200,7 @@ func TestNewTokens(t *testing.T) {
 	// The key is copied: the caller's later writes do not change it.
 	key := testKey(2)
 	tk = newTestTokens(t, key, nil)
-	signed, _, _ := tk.Issue("alice", "user")
+	signed, _, _ := tk.Issue("alice", "user", 1)
 	clear(key)
 	if _, err := tk.Parse(signed); err != nil {
 		t.Fatalf("token refused after the caller cleared its key slice: %v", err)
@@ -220,7 +220,7 @@ func TestKeyID(t *testing.T) {
 		t.Fatalf("kid %q, want %q", a.KeyID(), want)
 	}
 	// A restart with the same key accepts the old tokens.
-	signed, _, _ := a.Issue("alice", "user")
+	signed, _, _ := a.Issue("alice", "user", 1)
 	if _, err := b.Parse(signed); err != nil {
 		t.Fatalf("token of an equal Tokens refused: %v", err)
 	}
@@ -236,7 +236,7 @@ func TestKeyID(t *testing.T) {
 func TestParseRejects(t *testing.T) {
 	tk := newTestTokens(t, testKey(1), nil)
 	key := testKey(1)
-	good, _, err := tk.Issue("alice", "user")
+	good, _, err := tk.Issue("alice", "user", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -410,7 +410,7 @@ func TestParseExpired(t *testing.T) {
 	clock := func() time.Time { return now }
 	tk := newTestTokens(t, testKey(1), clock)
 	key := testKey(1)
-	signed, _, _ := tk.Issue("alice", "user")
+	signed, _, _ := tk.Issue("alice", "user", 1)
 
 	now = testNow.Add(testTTL - time.Second)
 	if _, err := tk.Parse(signed); err != nil {
@@ -464,7 +464,7 @@ func TestLifetimeFollowsTTL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	signed, _, _ := long.Issue("alice", "user")
+	signed, _, _ := long.Issue("alice", "user", 1)
 	_, err = newTestTokens(t, testKey(1), nil).Parse(signed)
 	wantCode(t, err, protocol.CodeInvalidToken, errLifetime)
 }
@@ -474,7 +474,7 @@ func TestIssuer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	signed, c, _ := a.Issue("alice", "user")
+	signed, c, _ := a.Issue("alice", "user", 1)
 	if c.Issuer != "other" {
 		t.Fatalf("iss %q", c.Issuer)
 	}
@@ -487,7 +487,7 @@ func TestIssuer(t *testing.T) {
 
 func TestParseConcurrent(t *testing.T) {
 	tk := newTestTokens(t, testKey(1), nil)
-	signed, _, _ := tk.Issue("alice", "user")
+	signed, _, _ := tk.Issue("alice", "user", 1)
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
@@ -496,7 +496,7 @@ func TestParseConcurrent(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				if _, _, err := tk.Issue("bob", "user"); err != nil {
+				if _, _, err := tk.Issue("bob", "user", 1); err != nil {
 					t.Error(err)
 					return
 				}
@@ -660,7 +660,7 @@ func BenchmarkParseToken(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	signed, _, err := tk.Issue("alice", "user")
+	signed, _, err := tk.Issue("alice", "user", 1)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -680,7 +680,7 @@ func BenchmarkParseTokenUnknownKID(b *testing.B) {
 		b.Fatal(err)
 	}
 	other, _ := NewTokens(testKey(2), "", testTTL, nil)
-	signed, _, _ := other.Issue("alice", "user")
+	signed, _, _ := other.Issue("alice", "user", 1)
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := tk.Parse(signed); err == nil {

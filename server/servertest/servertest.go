@@ -45,6 +45,7 @@ type Options struct {
 	IPRateLimit *auth.IPRateLimit
 	HashWorkers int
 	HashQueue   int
+	RefreshTTL  time.Duration
 
 	// WrapBackend, if set, wraps the real backend (to inject faults).
 	WrapBackend func(server.Backend) server.Backend
@@ -60,7 +61,9 @@ type Server struct {
 	KeyPath string
 	Cost    int
 
-	done chan error
+	done       chan error
+	stopSync   context.CancelFunc
+	syncExited chan struct{}
 }
 
 // Start starts a server and registers its shutdown with t.Cleanup.
@@ -106,6 +109,10 @@ func Start(t testing.TB, opts Options) *Server {
 		HashWorkers: opts.HashWorkers,
 		HashQueue:   opts.HashQueue,
 		Now:         opts.Now,
+		RefreshTTL:  opts.RefreshTTL,
+		// Fast, so tests of changes made outside the service (another
+		// process, the store directly) need not wait long.
+		SyncInterval: 20 * time.Millisecond,
 	})
 	if err != nil {
 		st.Close()
@@ -138,6 +145,10 @@ func Start(t testing.TB, opts Options) *Server {
 	s.Addr = ln.Addr().String()
 	s.done = make(chan error, 1)
 	go func() { s.done <- s.Server.Serve(ln) }()
+	var syncCtx context.Context
+	syncCtx, s.stopSync = context.WithCancel(context.Background())
+	s.syncExited = make(chan struct{})
+	go func() { defer close(s.syncExited); s.Service.Run(syncCtx) }()
 	t.Cleanup(func() { s.Stop(t) })
 	return s
 }
@@ -158,6 +169,8 @@ func (s *Server) Stop(t testing.TB) {
 		t.Errorf("Serve returned %v, want ErrServerClosed", err)
 	}
 	s.done = nil
+	s.stopSync()
+	<-s.syncExited
 	if err := s.Store.Close(); err != nil {
 		t.Errorf("close store: %v", err)
 	}

@@ -26,6 +26,10 @@ var (
 	// ErrUnavailable: the store cannot serve right now (closed, locked past
 	// its timeout, unreachable). Callers answer 503 and may retry.
 	ErrUnavailable = errors.New("store: unavailable")
+	// ErrLastAdmin: the change would leave no enabled admin.
+	ErrLastAdmin = errors.New("store: would remove the last admin")
+	// ErrReused: a refresh token that was used already was presented again.
+	ErrReused = errors.New("store: refresh token reused")
 )
 
 // User is an account. Username is always lower-case.
@@ -34,6 +38,45 @@ type User struct {
 	PasswordHash []byte // bcrypt
 	Role         string
 	CreatedAt    time.Time
+	LastLogin    time.Time // zero if never
+	Disabled     bool
+	// Generation is stamped into the user's tokens and sessions; bumping
+	// it ends all of them at once (password change, logout everywhere,
+	// revoke).
+	Generation int64
+}
+
+// RefreshToken is a stored refresh token. Only a hash of the token is
+// kept. Tokens descend from one LOGIN in a family; reusing a retired token
+// revokes the family.
+type RefreshToken struct {
+	Hash       []byte // SHA-256 of the token
+	Family     string
+	Username   string
+	Generation int64 // the user's generation when issued
+	ExpiresAt  time.Time
+	UsedAt     time.Time // zero while unused
+}
+
+// Kinds of change in the change feed.
+const (
+	// ChangeUser: the user's role, status, generation or existence
+	// changed; caches drop their copy.
+	ChangeUser = "user"
+	// ChangeRevoke: a token id was revoked.
+	ChangeRevoke = "revoke"
+)
+
+// Change is one entry of the change feed, which every instance (and the
+// offline admin tool) writes to and every server follows, to keep its
+// caches fresh without a store round-trip per request.
+type Change struct {
+	Seq      int64
+	Kind     string // ChangeUser or ChangeRevoke
+	Username string // ChangeUser
+	Reason   string // ChangeUser: why, e.g. "password_changed"; may be empty
+	JTI      string // ChangeRevoke
+	Expires  time.Time
 }
 
 // FailureKey names a failed-login counter: a username as typed (lower-
@@ -59,14 +102,53 @@ type Store interface {
 	GetUser(ctx context.Context, username string) (User, error)
 	// ListUsers returns every user ordered by username.
 	ListUsers(ctx context.Context) ([]User, error)
-	// SetRole changes a user's role; ErrNotFound if there is none.
+	// ListUsersAfter returns up to limit users whose names sort after
+	// after (all if after is ""), ordered by username (byte order).
+	ListUsersAfter(ctx context.Context, after string, limit int) ([]User, error)
+	// SetRole changes a user's role; ErrNotFound if there is none,
+	// ErrLastAdmin if it would demote the last enabled admin.
 	SetRole(ctx context.Context, username, role string) error
-	// SetPasswordHash replaces a user's hash; ErrNotFound if there is none.
+	// SetPasswordHash replaces a user's hash (a re-hash: nothing else
+	// changes); ErrNotFound if there is none.
 	SetPasswordHash(ctx context.Context, username string, hash []byte) error
-	// DeleteUser removes a user; ErrNotFound if there is none.
+	// ChangePassword replaces a user's hash and bumps their generation in
+	// one transaction, returning the new generation.
+	ChangePassword(ctx context.Context, username string, hash []byte) (int64, error)
+	// SetDisabled disables or enables a user; ErrLastAdmin if it would
+	// disable the last enabled admin.
+	SetDisabled(ctx context.Context, username string, disabled bool) error
+	// BumpGeneration ends all of a user's tokens and sessions, recording
+	// reason in the change feed; it returns the new generation.
+	BumpGeneration(ctx context.Context, username, reason string) (int64, error)
+	// SetLastLogin records a successful login.
+	SetLastLogin(ctx context.Context, username string, at time.Time) error
+	// DeleteUser removes a user; ErrNotFound if there is none,
+	// ErrLastAdmin if they are the last enabled admin.
 	DeleteUser(ctx context.Context, username string) error
 	// CountAdmins returns how many users have the admin role.
 	CountAdmins(ctx context.Context) (int, error)
+
+	// CreateRefreshToken stores a refresh token.
+	CreateRefreshToken(ctx context.Context, t RefreshToken) error
+	// UseRefreshToken marks the token with this hash used at now and
+	// returns it. ErrNotFound if there is none (or it expired before now,
+	// or its family was revoked); ErrReused, with the token, if it was
+	// used before. Concurrent uses of one token: exactly one succeeds.
+	UseRefreshToken(ctx context.Context, hash []byte, now time.Time) (RefreshToken, error)
+	// RevokeRefreshFamily deletes every token of a family.
+	RevokeRefreshFamily(ctx context.Context, family string) error
+	// PurgeRefreshTokens deletes tokens that expired before now.
+	PurgeRefreshTokens(ctx context.Context, now time.Time) (int, error)
+
+	// LatestChange returns the sequence number of the newest change, 0 if
+	// none.
+	LatestChange(ctx context.Context) (int64, error)
+	// Changes returns up to limit changes with Seq > after, oldest first.
+	// SetRole, SetDisabled, ChangePassword, BumpGeneration, DeleteUser and
+	// RevokeToken each append one in the same transaction as their change.
+	Changes(ctx context.Context, after int64, limit int) ([]Change, error)
+	// PurgeChanges deletes changes older than before.
+	PurgeChanges(ctx context.Context, before time.Time) (int, error)
 
 	// RevokeToken records a token id as revoked until expiresAt, after
 	// which it is useless anyway and may be purged. Revoking twice is fine.

@@ -8,6 +8,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"embed"
@@ -52,8 +53,12 @@ type Store struct {
 	db     *sql.DB
 	closed atomic.Bool
 
-	createUser, getUser, listUsers, setRole, setPasswordHash, deleteUser,
-	countAdmins, revokeToken, isRevoked, purgeRevocations,
+	createUser, getUser, listUsers, listUsersAfter, userState, otherAdmin,
+	setRole, setPasswordHash, changePassword, setDisabled, bumpGeneration,
+	setLastLogin, deleteUser, countAdmins,
+	createRefresh, getRefresh, useRefresh, revokeFamily, purgeRefresh, deleteUserRefresh,
+	addChange, latestChange, changes, purgeChanges,
+	revokeToken, isRevoked, purgeRevocations,
 	addFailure, getFailures, resetFailures, clearFailures, purgeFailures *sql.Stmt
 	stmts []*sql.Stmt // every prepared statement above, for Close
 }
@@ -146,16 +151,37 @@ func (s *Store) init(ctx context.Context) error {
 		stmt  **sql.Stmt
 		query string
 	}{
-		{&s.createUser, `INSERT INTO users (username, password_hash, role, created_at) VALUES (?, ?, ?, ?)`},
-		{&s.getUser, `SELECT username, password_hash, role, created_at FROM users WHERE username = ?`},
-		{&s.listUsers, `SELECT username, password_hash, role, created_at FROM users ORDER BY username`},
+		{&s.createUser, `INSERT INTO users (username, password_hash, role, created_at, last_login, disabled, generation)
+			VALUES (?, ?, ?, ?, ?, ?, ?)`},
+		{&s.getUser, `SELECT ` + userColumns + ` FROM users WHERE username = ?`},
+		{&s.listUsers, `SELECT ` + userColumns + ` FROM users ORDER BY username`},
+		{&s.listUsersAfter, `SELECT ` + userColumns + ` FROM users WHERE username > ? ORDER BY username LIMIT ?`},
+		{&s.userState, `SELECT role, disabled FROM users WHERE username = ?`},
+		{&s.otherAdmin, `SELECT EXISTS (SELECT 1 FROM users WHERE role = 'admin' AND disabled = 0 AND username <> ?)`},
 		{&s.setRole, `UPDATE users SET role = ? WHERE username = ?`},
 		{&s.setPasswordHash, `UPDATE users SET password_hash = ? WHERE username = ?`},
+		{&s.changePassword, `UPDATE users SET password_hash = ?, generation = generation + 1 WHERE username = ?
+			RETURNING generation`},
+		{&s.setDisabled, `UPDATE users SET disabled = ? WHERE username = ?`},
+		{&s.bumpGeneration, `UPDATE users SET generation = generation + 1 WHERE username = ? RETURNING generation`},
+		{&s.setLastLogin, `UPDATE users SET last_login = ? WHERE username = ?`},
 		{&s.deleteUser, `DELETE FROM users WHERE username = ?`},
 		{&s.countAdmins, `SELECT count(*) FROM users WHERE role = 'admin'`},
+		{&s.createRefresh, `INSERT INTO refresh_tokens (hash, family, username, generation, expires_at, used_at)
+			VALUES (?, ?, ?, ?, ?, ?)`},
+		{&s.getRefresh, `SELECT family, username, generation, expires_at, used_at FROM refresh_tokens WHERE hash = ?`},
+		{&s.useRefresh, `UPDATE refresh_tokens SET used_at = ? WHERE hash = ?`},
+		{&s.revokeFamily, `DELETE FROM refresh_tokens WHERE family = ?`},
+		{&s.purgeRefresh, `DELETE FROM refresh_tokens WHERE expires_at < ?`},
+		{&s.deleteUserRefresh, `DELETE FROM refresh_tokens WHERE username = ?`},
+		{&s.addChange, `INSERT INTO changes (kind, username, reason, jti, expires, created_at) VALUES (?, ?, ?, ?, ?, ?)`},
+		{&s.latestChange, `SELECT coalesce(max(seq), 0) FROM changes`},
+		{&s.changes, `SELECT seq, kind, username, reason, jti, expires FROM changes WHERE seq > ? ORDER BY seq LIMIT ?`},
+		{&s.purgeChanges, `DELETE FROM changes WHERE created_at < ?`},
 		// Revoking again never shortens an existing revocation.
 		{&s.revokeToken, `INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?)
-			ON CONFLICT (jti) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)`},
+			ON CONFLICT (jti) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)
+			RETURNING expires_at`},
 		{&s.isRevoked, `SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ?)`},
 		{&s.purgeRevocations, `DELETE FROM revoked_tokens WHERE expires_at < ?`},
 		{&s.addFailure, `INSERT INTO login_failures (username, ip, count, last_failure) VALUES (?1, ?2, 1, ?3)
@@ -325,24 +351,142 @@ func checkRole(role string) error {
 	return nil
 }
 
-// CreateUser implements store.Store.
+// write runs fn in a write transaction and commits it if fn returns nil.
+// The transaction is IMMEDIATE (see dsn): it holds the write lock from the
+// start, so what fn reads cannot change under it before it commits; a
+// check and the change it guards are one atomic step.
+func (s *Store) write(ctx context.Context, op string, fn func(t txn) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return s.err(op, err)
+	}
+	defer tx.Rollback() // no-op after Commit
+	if err := fn(txn{ctx: ctx, tx: tx}); err != nil {
+		return s.err(op, err)
+	}
+	return s.err(op, tx.Commit())
+}
+
+// txn runs the store's prepared statements inside one transaction.
+type txn struct {
+	ctx context.Context
+	tx  *sql.Tx
+}
+
+func (t txn) exec(st *sql.Stmt, args ...any) (sql.Result, error) {
+	return t.tx.StmtContext(t.ctx, st).ExecContext(t.ctx, args...)
+}
+
+func (t txn) queryRow(st *sql.Stmt, args ...any) *sql.Row {
+	return t.tx.StmtContext(t.ctx, st).QueryRowContext(t.ctx, args...)
+}
+
+// execOne runs a statement that must touch exactly one user.
+func (t txn) execOne(st *sql.Stmt, args ...any) error {
+	res, err := t.exec(st, args...)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+// appendChange appends c to the change feed, stamped with the current time
+// (for PurgeChanges). Expires is kept in whole seconds, like revocations.
+func (s *Store) appendChange(t txn, c store.Change) error {
+	var exp int64
+	if !c.Expires.IsZero() {
+		exp = c.Expires.Unix()
+	}
+	_, err := t.exec(s.addChange, c.Kind, c.Username, c.Reason, c.JTI, exp, time.Now().UnixMilli())
+	return err
+}
+
+func userChange(username, reason string) store.Change {
+	return store.Change{Kind: store.ChangeUser, Username: username, Reason: reason}
+}
+
+// adminState is what the last-admin rule needs to know of a user.
+type adminState struct {
+	role     string
+	disabled bool
+}
+
+func (a adminState) enabledAdmin() bool { return a.role == store.RoleAdmin && !a.disabled }
+
+// adminState reads username's role and status; ErrNotFound if there is no
+// such user.
+func (s *Store) adminState(t txn, username string) (adminState, error) {
+	var a adminState
+	err := t.queryRow(s.userState, username).Scan(&a.role, &a.disabled)
+	return a, err
+}
+
+// keepAdmin fails with ErrLastAdmin unless an enabled admin other than
+// username exists. Callers run it, in the transaction that makes the
+// change, when the change takes an enabled admin away.
+func (s *Store) keepAdmin(t txn, username string) error {
+	var other bool
+	if err := t.queryRow(s.otherAdmin, username).Scan(&other); err != nil {
+		return err
+	}
+	if !other {
+		return store.ErrLastAdmin
+	}
+	return nil
+}
+
+// nullUnix is t in unix seconds, or NULL for the zero time.
+func nullUnix(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.Unix()
+}
+
+// nullUnixMilli is t in unix milliseconds, or NULL for the zero time.
+func nullUnixMilli(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixMilli()
+}
+
+// CreateUser implements store.Store. A zero Generation is stored as 1.
+// Times are kept in whole seconds.
 func (s *Store) CreateUser(ctx context.Context, u store.User) error {
 	if err := checkRole(u.Role); err != nil {
 		return err
 	}
-	_, err := s.createUser.ExecContext(ctx, u.Username, u.PasswordHash, u.Role, u.CreatedAt.Unix())
+	gen := u.Generation
+	if gen == 0 {
+		gen = 1
+	}
+	_, err := s.createUser.ExecContext(ctx, u.Username, u.PasswordHash, u.Role, u.CreatedAt.Unix(),
+		nullUnix(u.LastLogin), u.Disabled, gen)
 	return s.err("create user", err)
 }
 
 type scanner interface{ Scan(dest ...any) error }
 
+// userColumns are the columns scanUser reads, in its order.
+const userColumns = `username, password_hash, role, created_at, last_login, disabled, generation`
+
 func scanUser(sc scanner) (store.User, error) {
 	var u store.User
 	var created int64
-	if err := sc.Scan(&u.Username, &u.PasswordHash, &u.Role, &created); err != nil {
+	var lastLogin sql.NullInt64
+	if err := sc.Scan(&u.Username, &u.PasswordHash, &u.Role, &created, &lastLogin, &u.Disabled, &u.Generation); err != nil {
 		return store.User{}, err
 	}
 	u.CreatedAt = time.Unix(created, 0).UTC()
+	if lastLogin.Valid {
+		u.LastLogin = time.Unix(lastLogin.Int64, 0).UTC()
+	}
 	return u, nil
 }
 
@@ -357,31 +501,59 @@ func (s *Store) GetUser(ctx context.Context, username string) (store.User, error
 
 // ListUsers implements store.Store. Usernames sort by their bytes.
 func (s *Store) ListUsers(ctx context.Context) ([]store.User, error) {
-	rows, err := s.listUsers.QueryContext(ctx)
+	return s.queryUsers(ctx, "list users", s.listUsers)
+}
+
+// ListUsersAfter implements store.Store. Usernames sort by their bytes. A
+// limit below 1 returns no users.
+func (s *Store) ListUsersAfter(ctx context.Context, after string, limit int) ([]store.User, error) {
+	if limit < 1 {
+		return nil, nil
+	}
+	return s.queryUsers(ctx, "list users", s.listUsersAfter, after, limit)
+}
+
+func (s *Store) queryUsers(ctx context.Context, op string, st *sql.Stmt, args ...any) ([]store.User, error) {
+	rows, err := st.QueryContext(ctx, args...)
 	if err != nil {
-		return nil, s.err("list users", err)
+		return nil, s.err(op, err)
 	}
 	defer rows.Close()
 	var users []store.User
 	for rows.Next() {
 		u, err := scanUser(rows)
 		if err != nil {
-			return nil, s.err("list users", err)
+			return nil, s.err(op, err)
 		}
 		users = append(users, u)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, s.err("list users", err)
+		return nil, s.err(op, err)
 	}
 	return users, nil
 }
 
-// SetRole implements store.Store.
+// SetRole implements store.Store. It records a change even if the user
+// had the role already.
 func (s *Store) SetRole(ctx context.Context, username, role string) error {
 	if err := checkRole(role); err != nil {
 		return err
 	}
-	return s.execOne(ctx, "set role", s.setRole, role, username)
+	return s.write(ctx, "set role", func(t txn) error {
+		a, err := s.adminState(t, username)
+		if err != nil {
+			return err
+		}
+		if a.enabledAdmin() && role != store.RoleAdmin {
+			if err := s.keepAdmin(t, username); err != nil {
+				return err
+			}
+		}
+		if err := t.execOne(s.setRole, role, username); err != nil {
+			return err
+		}
+		return s.appendChange(t, userChange(username, "role_changed"))
+	})
 }
 
 // SetPasswordHash implements store.Store.
@@ -389,12 +561,90 @@ func (s *Store) SetPasswordHash(ctx context.Context, username string, hash []byt
 	return s.execOne(ctx, "set password hash", s.setPasswordHash, hash, username)
 }
 
-// DeleteUser implements store.Store.
-func (s *Store) DeleteUser(ctx context.Context, username string) error {
-	return s.execOne(ctx, "delete user", s.deleteUser, username)
+// ChangePassword implements store.Store.
+func (s *Store) ChangePassword(ctx context.Context, username string, hash []byte) (int64, error) {
+	var gen int64
+	err := s.write(ctx, "change password", func(t txn) error {
+		if err := t.queryRow(s.changePassword, hash, username).Scan(&gen); err != nil {
+			return err
+		}
+		return s.appendChange(t, userChange(username, "password_changed"))
+	})
+	if err != nil {
+		return 0, err
+	}
+	return gen, nil
 }
 
-// CountAdmins implements store.Store.
+// SetDisabled implements store.Store. It records a change even if the
+// user was in that state already.
+func (s *Store) SetDisabled(ctx context.Context, username string, disabled bool) error {
+	return s.write(ctx, "set disabled", func(t txn) error {
+		a, err := s.adminState(t, username)
+		if err != nil {
+			return err
+		}
+		if a.enabledAdmin() && disabled {
+			if err := s.keepAdmin(t, username); err != nil {
+				return err
+			}
+		}
+		if err := t.execOne(s.setDisabled, disabled, username); err != nil {
+			return err
+		}
+		reason := "enabled"
+		if disabled {
+			reason = "disabled"
+		}
+		return s.appendChange(t, userChange(username, reason))
+	})
+}
+
+// BumpGeneration implements store.Store.
+func (s *Store) BumpGeneration(ctx context.Context, username, reason string) (int64, error) {
+	var gen int64
+	err := s.write(ctx, "bump generation", func(t txn) error {
+		if err := t.queryRow(s.bumpGeneration, username).Scan(&gen); err != nil {
+			return err
+		}
+		return s.appendChange(t, userChange(username, reason))
+	})
+	if err != nil {
+		return 0, err
+	}
+	return gen, nil
+}
+
+// SetLastLogin implements store.Store; ErrNotFound if there is no such
+// user. The time is kept in whole seconds.
+func (s *Store) SetLastLogin(ctx context.Context, username string, at time.Time) error {
+	return s.execOne(ctx, "set last login", s.setLastLogin, nullUnix(at), username)
+}
+
+// DeleteUser implements store.Store. The user's refresh tokens go with
+// them.
+func (s *Store) DeleteUser(ctx context.Context, username string) error {
+	return s.write(ctx, "delete user", func(t txn) error {
+		a, err := s.adminState(t, username)
+		if err != nil {
+			return err
+		}
+		if a.enabledAdmin() {
+			if err := s.keepAdmin(t, username); err != nil {
+				return err
+			}
+		}
+		if _, err := t.exec(s.deleteUserRefresh, username); err != nil {
+			return err
+		}
+		if err := t.execOne(s.deleteUser, username); err != nil {
+			return err
+		}
+		return s.appendChange(t, userChange(username, "deleted"))
+	})
+}
+
+// CountAdmins implements store.Store. Disabled admins count.
 func (s *Store) CountAdmins(ctx context.Context) (int, error) {
 	var n int
 	if err := s.countAdmins.QueryRowContext(ctx).Scan(&n); err != nil {
@@ -403,11 +653,117 @@ func (s *Store) CountAdmins(ctx context.Context) (int, error) {
 	return n, nil
 }
 
+// CreateRefreshToken implements store.Store; ErrConflict if a token with
+// that hash exists. Times are kept to the millisecond.
+func (s *Store) CreateRefreshToken(ctx context.Context, rt store.RefreshToken) error {
+	_, err := s.createRefresh.ExecContext(ctx, rt.Hash, rt.Family, rt.Username, rt.Generation,
+		rt.ExpiresAt.UnixMilli(), nullUnixMilli(rt.UsedAt))
+	return s.err("create refresh token", err)
+}
+
+// UseRefreshToken implements store.Store. On success the returned token's
+// UsedAt is now (to the millisecond), as stored; with ErrReused it is the
+// time of the earlier use. A token is still good at its ExpiresAt, compared
+// to the millisecond.
+func (s *Store) UseRefreshToken(ctx context.Context, hash []byte, now time.Time) (store.RefreshToken, error) {
+	rt := store.RefreshToken{Hash: bytes.Clone(hash)}
+	err := s.write(ctx, "use refresh token", func(t txn) error {
+		var exp int64
+		var used sql.NullInt64
+		err := t.queryRow(s.getRefresh, hash).Scan(&rt.Family, &rt.Username, &rt.Generation, &exp, &used)
+		if err != nil {
+			return err
+		}
+		rt.ExpiresAt = time.UnixMilli(exp).UTC()
+		if exp < now.UnixMilli() {
+			return store.ErrNotFound
+		}
+		if used.Valid {
+			rt.UsedAt = time.UnixMilli(used.Int64).UTC()
+			return store.ErrReused
+		}
+		rt.UsedAt = time.UnixMilli(now.UnixMilli()).UTC()
+		return t.execOne(s.useRefresh, now.UnixMilli(), hash)
+	})
+	switch {
+	case errors.Is(err, store.ErrReused):
+		return rt, err
+	case err != nil:
+		return store.RefreshToken{}, err
+	}
+	return rt, nil
+}
+
+// RevokeRefreshFamily implements store.Store. Revoking a family that has
+// no tokens is not an error.
+func (s *Store) RevokeRefreshFamily(ctx context.Context, family string) error {
+	_, err := s.revokeFamily.ExecContext(ctx, family)
+	return s.err("revoke refresh family", err)
+}
+
+// PurgeRefreshTokens implements store.Store, comparing to the millisecond.
+func (s *Store) PurgeRefreshTokens(ctx context.Context, now time.Time) (int, error) {
+	return s.execCount(ctx, "purge refresh tokens", s.purgeRefresh, now.UnixMilli())
+}
+
+// LatestChange implements store.Store. After PurgeChanges deleted every
+// change it is 0 again; new changes still get higher numbers than any
+// before.
+func (s *Store) LatestChange(ctx context.Context) (int64, error) {
+	var seq int64
+	if err := s.latestChange.QueryRowContext(ctx).Scan(&seq); err != nil {
+		return 0, s.err("latest change", err)
+	}
+	return seq, nil
+}
+
+// Changes implements store.Store. A limit below 1 returns no changes.
+// Expires is in whole seconds, and zero for user changes.
+func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]store.Change, error) {
+	const op = "changes"
+	if limit < 1 {
+		return nil, nil
+	}
+	rows, err := s.changes.QueryContext(ctx, after, limit)
+	if err != nil {
+		return nil, s.err(op, err)
+	}
+	defer rows.Close()
+	var cs []store.Change
+	for rows.Next() {
+		var c store.Change
+		var exp int64
+		if err := rows.Scan(&c.Seq, &c.Kind, &c.Username, &c.Reason, &c.JTI, &exp); err != nil {
+			return nil, s.err(op, err)
+		}
+		if exp != 0 {
+			c.Expires = time.Unix(exp, 0).UTC()
+		}
+		cs = append(cs, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.err(op, err)
+	}
+	return cs, nil
+}
+
+// PurgeChanges implements store.Store, comparing to the millisecond the
+// time each change was written.
+func (s *Store) PurgeChanges(ctx context.Context, before time.Time) (int, error) {
+	return s.execCount(ctx, "purge changes", s.purgeChanges, before.UnixMilli())
+}
+
 // RevokeToken implements store.Store. Revoking a token again keeps the
-// later of the two expiry times.
+// later of the two expiry times; each call records a change carrying the
+// expiry in force after it.
 func (s *Store) RevokeToken(ctx context.Context, jti string, expiresAt time.Time) error {
-	_, err := s.revokeToken.ExecContext(ctx, jti, expiresAt.Unix())
-	return s.err("revoke token", err)
+	return s.write(ctx, "revoke token", func(t txn) error {
+		var exp int64
+		if err := t.queryRow(s.revokeToken, jti, expiresAt.Unix()).Scan(&exp); err != nil {
+			return err
+		}
+		return s.appendChange(t, store.Change{Kind: store.ChangeRevoke, JTI: jti, Expires: time.Unix(exp, 0)})
+	})
 }
 
 // IsRevoked implements store.Store.

@@ -96,6 +96,84 @@ func TestReopenKeepsData(t *testing.T) {
 	}
 }
 
+// oldDB creates a database at path with the schema of the first version
+// migrations, by applying only those, as an older authline left it.
+func oldDB(t *testing.T, path string, version int) *sql.DB {
+	t.Helper()
+	ms, err := migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := rawDB(t, path, "")
+	for _, m := range ms[:version] {
+		if _, err := db.ExecContext(t.Context(), m.sql); err != nil {
+			t.Fatalf("migration %s: %v", m.name, err)
+		}
+	}
+	if _, err := db.ExecContext(t.Context(), fmt.Sprintf("PRAGMA user_version = %d", version)); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// A database written before 0003 opens, migrates in place and keeps its
+// data; its users get the defaults of the new columns.
+func TestMigrateFrom2(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "authline.db")
+	db := oldDB(t, path, 2)
+	if _, err := db.ExecContext(ctx, `INSERT INTO users (username, password_hash, role, created_at)
+		VALUES ('alice', x'00ff', 'admin', 1700000000)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, `INSERT INTO revoked_tokens VALUES ('jti-1', ?)`, time.Now().Add(time.Hour).Unix()); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s := openTest(t, path)
+	var v int
+	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	if ms, _ := migrations(); v != len(ms) {
+		t.Errorf("user_version = %d, want %d", v, len(ms))
+	}
+	want := store.User{Username: "alice", PasswordHash: []byte{0x00, 0xff}, Role: store.RoleAdmin,
+		CreatedAt: time.Unix(1700000000, 0).UTC(), Generation: 1}
+	got, err := s.GetUser(ctx, "alice")
+	if err != nil {
+		t.Fatalf("GetUser: %v", err)
+	}
+	if got.Username != want.Username || string(got.PasswordHash) != string(want.PasswordHash) || got.Role != want.Role ||
+		!got.CreatedAt.Equal(want.CreatedAt) || !got.LastLogin.IsZero() || got.Disabled || got.Generation != 1 {
+		t.Errorf("GetUser after migration = %+v, want %+v", got, want)
+	}
+	if revoked, err := s.IsRevoked(ctx, "jti-1"); err != nil || !revoked {
+		t.Errorf("IsRevoked after migration = %v, %v; want true", revoked, err)
+	}
+
+	// The new columns and tables work on the migrated database.
+	if gen, err := s.BumpGeneration(ctx, "alice", "test"); err != nil || gen != 2 {
+		t.Errorf("BumpGeneration = %d, %v; want 2", gen, err)
+	}
+	if err := s.SetDisabled(ctx, "alice", true); !errors.Is(err, store.ErrLastAdmin) {
+		t.Errorf("SetDisabled(last admin) = %v, want ErrLastAdmin", err)
+	}
+	rt := store.RefreshToken{Hash: []byte("h"), Family: "f", Username: "alice", Generation: 2, ExpiresAt: time.Now().Add(time.Hour)}
+	if err := s.CreateRefreshToken(ctx, rt); err != nil {
+		t.Fatalf("CreateRefreshToken: %v", err)
+	}
+	if _, err := s.UseRefreshToken(ctx, rt.Hash, time.Now()); err != nil {
+		t.Errorf("UseRefreshToken: %v", err)
+	}
+	if cs, err := s.Changes(ctx, 0, 10); err != nil || len(cs) != 1 || cs[0].Seq != 1 {
+		t.Errorf("Changes = %+v, %v; want the one change, seq 1", cs, err)
+	}
+}
+
 func TestSchemaTooNew(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "authline.db")
 	s, err := Open(t.Context(), path)
@@ -272,7 +350,7 @@ func TestMapErr(t *testing.T) {
 	ctx := t.Context()
 	db := rawDB(t, path, "_pragma=busy_timeout(20)")
 	insert := func(name, role string, hash any) error {
-		_, err := db.ExecContext(ctx, "INSERT INTO users VALUES (?, ?, ?, 0)", name, hash, role)
+		_, err := db.ExecContext(ctx, "INSERT INTO users (username, password_hash, role, created_at) VALUES (?, ?, ?, 0)", name, hash, role)
 		return err
 	}
 	if err := insert("alice", "user", []byte("h")); err != nil {

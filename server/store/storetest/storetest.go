@@ -9,6 +9,7 @@ package storetest
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
@@ -39,6 +40,21 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"SetPasswordHash", testSetPasswordHash},
 		{"DeleteUser", testDeleteUser},
 		{"CountAdmins", testCountAdmins},
+		{"UserFields", testUserFields},
+		{"ListUsersAfter", testListUsersAfter},
+		{"Generation", testGeneration},
+		{"SetDisabled", testSetDisabled},
+		{"LastAdmin", testLastAdmin},
+		{"ConcurrentLastAdmin", testConcurrentLastAdmin},
+		{"ChangeFeed", testChangeFeed},
+		{"ChangesPaging", testChangesPaging},
+		{"PurgeChanges", testPurgeChanges},
+		{"RefreshToken", testRefreshToken},
+		{"RefreshTokenExpiry", testRefreshTokenExpiry},
+		{"RevokeRefreshFamily", testRevokeRefreshFamily},
+		{"PurgeRefreshTokens", testPurgeRefreshTokens},
+		{"DeleteUserRefreshTokens", testDeleteUserRefreshTokens},
+		{"ConcurrentUseRefreshToken", testConcurrentUseRefreshToken},
 		{"RevokeToken", testRevokeToken},
 		{"RevokeTokenKeepsLaterExpiry", testRevokeTokenKeepsLaterExpiry},
 		{"PurgeRevocations", testPurgeRevocations},
@@ -104,6 +120,20 @@ func checkUser(t *testing.T, got, want store.User) {
 	}
 	if w := want.CreatedAt.Truncate(time.Second); !got.CreatedAt.Equal(w) {
 		t.Errorf("%s: CreatedAt = %v, want %v", want.Username, got.CreatedAt, w)
+	}
+	// Zero (never) stays zero.
+	if w := want.LastLogin.Truncate(time.Second); !got.LastLogin.Equal(w) || got.LastLogin.IsZero() != w.IsZero() {
+		t.Errorf("%s: LastLogin = %v, want %v", want.Username, got.LastLogin, w)
+	}
+	if got.Disabled != want.Disabled {
+		t.Errorf("%s: Disabled = %v, want %v", want.Username, got.Disabled, want.Disabled)
+	}
+	w := want.Generation
+	if w == 0 { // CreateUser starts users at 1
+		w = 1
+	}
+	if got.Generation != w {
+		t.Errorf("%s: Generation = %d, want %d", want.Username, got.Generation, w)
 	}
 }
 
@@ -171,7 +201,13 @@ func testMissingUser(t *testing.T, s store.Store) {
 	}{
 		{"GetUser", func() error { _, err := s.GetUser(ctx, "nobody"); return err }},
 		{"SetRole", func() error { return s.SetRole(ctx, "nobody", store.RoleAdmin) }},
+		{"SetRole(user)", func() error { return s.SetRole(ctx, "nobody", store.RoleUser) }},
 		{"SetPasswordHash", func() error { return s.SetPasswordHash(ctx, "nobody", hash("x")) }},
+		{"ChangePassword", func() error { _, err := s.ChangePassword(ctx, "nobody", hash("x")); return err }},
+		{"SetDisabled(true)", func() error { return s.SetDisabled(ctx, "nobody", true) }},
+		{"SetDisabled(false)", func() error { return s.SetDisabled(ctx, "nobody", false) }},
+		{"BumpGeneration", func() error { _, err := s.BumpGeneration(ctx, "nobody", "test"); return err }},
+		{"SetLastLogin", func() error { return s.SetLastLogin(ctx, "nobody", time.Now()) }},
 		{"DeleteUser", func() error { return s.DeleteUser(ctx, "nobody") }},
 	} {
 		if err := tc.call(); !errors.Is(err, store.ErrNotFound) {
@@ -179,8 +215,9 @@ func testMissingUser(t *testing.T, s store.Store) {
 		}
 	}
 	if _, err := s.GetUser(ctx, "nobody"); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("SetRole/SetPasswordHash created the missing user: GetUser = %v", err)
+		t.Errorf("the calls created the missing user: GetUser = %v", err)
 	}
+	checkLatest(t, s, 0) // failed calls record no change
 }
 
 func testListUsers(t *testing.T, s store.Store) {
@@ -229,7 +266,8 @@ func testListUsers(t *testing.T, s store.Store) {
 func testSetRole(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	alice, bob := newUser("alice", store.RoleUser), newUser("bob", store.RoleUser)
-	mustCreate(t, s, alice, bob)
+	// root stays admin, so that alice is never the last one.
+	mustCreate(t, s, alice, bob, newUser("root", store.RoleAdmin))
 
 	if err := s.SetRole(ctx, "alice", store.RoleAdmin); err != nil {
 		t.Fatalf("SetRole(admin): %v", err)
@@ -378,16 +416,35 @@ func testPurgeRevocations(t *testing.T, s store.Store) {
 // each of them to fail the same way.
 func allCalls(s store.Store, ctx context.Context) map[string]func() error {
 	return map[string]func() error{
-		"CreateUser":       func() error { return s.CreateUser(ctx, newUser("carol", store.RoleUser)) },
-		"GetUser":          func() error { _, err := s.GetUser(ctx, "alice"); return err },
-		"ListUsers":        func() error { _, err := s.ListUsers(ctx); return err },
-		"SetRole":          func() error { return s.SetRole(ctx, "alice", store.RoleAdmin) },
-		"SetPasswordHash":  func() error { return s.SetPasswordHash(ctx, "alice", hash("x")) },
-		"DeleteUser":       func() error { return s.DeleteUser(ctx, "alice") },
-		"CountAdmins":      func() error { _, err := s.CountAdmins(ctx); return err },
-		"RevokeToken":      func() error { return s.RevokeToken(ctx, "jti-2", time.Now().Add(time.Hour)) },
-		"IsRevoked":        func() error { _, err := s.IsRevoked(ctx, "jti-1"); return err },
-		"PurgeRevocations": func() error { _, err := s.PurgeRevocations(ctx, time.Now()); return err },
+		"CreateUser":      func() error { return s.CreateUser(ctx, newUser("carol", store.RoleUser)) },
+		"GetUser":         func() error { _, err := s.GetUser(ctx, "alice"); return err },
+		"ListUsers":       func() error { _, err := s.ListUsers(ctx); return err },
+		"SetRole":         func() error { return s.SetRole(ctx, "alice", store.RoleAdmin) },
+		"ListUsersAfter":  func() error { _, err := s.ListUsersAfter(ctx, "", 10); return err },
+		"SetPasswordHash": func() error { return s.SetPasswordHash(ctx, "alice", hash("x")) },
+		"ChangePassword":  func() error { _, err := s.ChangePassword(ctx, "alice", hash("x")); return err },
+		"SetDisabled":     func() error { return s.SetDisabled(ctx, "alice", true) },
+		"BumpGeneration":  func() error { _, err := s.BumpGeneration(ctx, "alice", "test"); return err },
+		"SetLastLogin":    func() error { return s.SetLastLogin(ctx, "alice", time.Now()) },
+		"DeleteUser":      func() error { return s.DeleteUser(ctx, "alice") },
+		"CountAdmins":     func() error { _, err := s.CountAdmins(ctx); return err },
+		"CreateRefreshToken": func() error {
+			return s.CreateRefreshToken(ctx, refreshToken("new", "fam-new", "alice", time.Now().Add(time.Hour)))
+		},
+		"UseRefreshToken": func() error {
+			_, err := s.UseRefreshToken(ctx, refreshHash("seed"), time.Now())
+			return err
+		},
+		"RevokeRefreshFamily": func() error { return s.RevokeRefreshFamily(ctx, "fam-seed") },
+		// Later than every expiry and every change, so that each would
+		// delete something if it ran.
+		"PurgeRefreshTokens": func() error { _, err := s.PurgeRefreshTokens(ctx, time.Now().Add(48*time.Hour)); return err },
+		"LatestChange":       func() error { _, err := s.LatestChange(ctx); return err },
+		"Changes":            func() error { _, err := s.Changes(ctx, 0, 10); return err },
+		"PurgeChanges":       func() error { _, err := s.PurgeChanges(ctx, time.Now().Add(48*time.Hour)); return err },
+		"RevokeToken":        func() error { return s.RevokeToken(ctx, "jti-2", time.Now().Add(time.Hour)) },
+		"IsRevoked":          func() error { _, err := s.IsRevoked(ctx, "jti-1"); return err },
+		"PurgeRevocations":   func() error { _, err := s.PurgeRevocations(ctx, time.Now()); return err },
 		"AddLoginFailure": func() error {
 			_, err := s.AddLoginFailure(ctx, store.FailureKey{Username: "alice"}, time.Now(), time.Minute)
 			return err
@@ -504,18 +561,22 @@ func testConcurrentLoginFailures(t *testing.T, s store.Store) {
 	checkFailures(t, s, k, goroutines, now)
 }
 
+// seed stores a user, a revocation (and so a change) and a refresh token
+// for allCalls to aim at.
 func seed(t *testing.T, s store.Store) {
 	t.Helper()
 	mustCreate(t, s, newUser("alice", store.RoleUser))
 	if err := s.RevokeToken(t.Context(), "jti-1", time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
+	mustCreateRefresh(t, s, refreshToken("seed", "fam-seed", "alice", time.Now().Add(time.Hour)))
 }
 
 // A request whose deadline has passed gets ErrUnavailable (a 503), and
 // changes nothing.
 func testExpiredContext(t *testing.T, s store.Store) {
 	seed(t, s)
+	latest := mustLatest(t, s)
 	ctx, cancel := context.WithDeadline(t.Context(), time.Now().Add(-time.Second))
 	defer cancel()
 	for name, call := range allCalls(s, ctx) {
@@ -529,6 +590,12 @@ func testExpiredContext(t *testing.T, s store.Store) {
 	}
 	checkRevoked(t, s, "jti-1", true)
 	checkRevoked(t, s, "jti-2", false)
+	checkLatest(t, s, latest)
+	if cs := mustChanges(t, s, 0, 10); len(cs) != 1 {
+		t.Errorf("Changes = %+v, want the seed's one revocation", cs)
+	}
+	checkUseFails(t, s, refreshHash("new"), time.Now(), store.ErrNotFound)
+	mustUse(t, s, refreshHash("seed"), time.Now()) // not used, revoked or purged
 }
 
 func testClosed(t *testing.T, s store.Store) {
@@ -615,4 +682,715 @@ func testConcurrentCreateDistinct(t *testing.T, s store.Store) {
 		checkUser(t, got[i], users[i])
 	}
 	checkCount(t, s, goroutines/2)
+}
+
+// secondNow is the current time in whole seconds. Tests of times that a
+// backend may keep at any precision from the second down use it, so that
+// every backend must return them exactly.
+func secondNow() time.Time { return time.Unix(time.Now().Unix(), 0) }
+
+func mustLatest(t *testing.T, s store.Store) int64 {
+	t.Helper()
+	seq, err := s.LatestChange(t.Context())
+	if err != nil {
+		t.Fatalf("LatestChange: %v", err)
+	}
+	return seq
+}
+
+func checkLatest(t *testing.T, s store.Store, want int64) {
+	t.Helper()
+	if got := mustLatest(t, s); got != want {
+		t.Errorf("LatestChange = %d, want %d", got, want)
+	}
+}
+
+func mustChanges(t *testing.T, s store.Store, after int64, limit int) []store.Change {
+	t.Helper()
+	cs, err := s.Changes(t.Context(), after, limit)
+	if err != nil {
+		t.Fatalf("Changes(%d, %d): %v", after, limit, err)
+	}
+	return cs
+}
+
+// checkChange compares a change with want, but for Seq.
+func checkChange(t *testing.T, got, want store.Change) {
+	t.Helper()
+	if got.Kind != want.Kind || got.Username != want.Username || got.Reason != want.Reason ||
+		got.JTI != want.JTI || !got.Expires.Equal(want.Expires) || got.Expires.IsZero() != want.Expires.IsZero() {
+		t.Errorf("change #%d = %+v, want %+v", got.Seq, got, want)
+	}
+}
+
+func userChange(name, reason string) store.Change {
+	return store.Change{Kind: store.ChangeUser, Username: name, Reason: reason}
+}
+
+// refreshHash is a fake token hash, as long as a SHA-256 one, holding a NUL
+// and non-UTF-8 bytes.
+func refreshHash(seed string) []byte {
+	h := sha256.Sum256([]byte(seed))
+	h[0], h[1] = 0x00, 0xff
+	return h[:]
+}
+
+func refreshToken(seed, family, username string, expires time.Time) store.RefreshToken {
+	return store.RefreshToken{Hash: refreshHash(seed), Family: family, Username: username, Generation: 1, ExpiresAt: expires}
+}
+
+func mustCreateRefresh(t *testing.T, s store.Store, tokens ...store.RefreshToken) {
+	t.Helper()
+	for _, rt := range tokens {
+		if err := s.CreateRefreshToken(t.Context(), rt); err != nil {
+			t.Fatalf("CreateRefreshToken(%s): %v", rt.Family, err)
+		}
+	}
+}
+
+func mustUse(t *testing.T, s store.Store, hash []byte, now time.Time) store.RefreshToken {
+	t.Helper()
+	rt, err := s.UseRefreshToken(t.Context(), hash, now)
+	if err != nil {
+		t.Fatalf("UseRefreshToken(%x): %v", hash[:4], err)
+	}
+	return rt
+}
+
+func checkUseFails(t *testing.T, s store.Store, hash []byte, now time.Time, want error) {
+	t.Helper()
+	if _, err := s.UseRefreshToken(t.Context(), hash, now); !errors.Is(err, want) {
+		t.Errorf("UseRefreshToken(%x) = %v, want %v", hash[:4], err, want)
+	}
+}
+
+// checkToken compares a token with the one stored as want, but for UsedAt.
+// Its times must be whole seconds.
+func checkToken(t *testing.T, got, want store.RefreshToken) {
+	t.Helper()
+	if !bytes.Equal(got.Hash, want.Hash) || got.Family != want.Family || got.Username != want.Username ||
+		got.Generation != want.Generation || !got.ExpiresAt.Equal(want.ExpiresAt) {
+		t.Errorf("token = %+v, want %+v", got, want)
+	}
+}
+
+// The new user fields round-trip through every read.
+func testUserFields(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	full := newUser("full", store.RoleAdmin)
+	full.LastLogin = time.Date(2025, 1, 2, 3, 4, 5, 600000000, time.FixedZone("Y", -7*3600))
+	full.Disabled = true
+	full.Generation = 42
+	plain := newUser("plain", store.RoleUser) // never logged in, generation 0 -> 1
+	mustCreate(t, s, full, plain)
+
+	check := func(what string, want ...store.User) {
+		t.Helper()
+		for _, w := range want {
+			checkUser(t, mustGet(t, s, w.Username), w)
+		}
+		for name, list := range map[string]func() ([]store.User, error){
+			"ListUsers":      func() ([]store.User, error) { return s.ListUsers(ctx) },
+			"ListUsersAfter": func() ([]store.User, error) { return s.ListUsersAfter(ctx, "", 10) },
+		} {
+			users, err := list()
+			if err != nil {
+				t.Fatalf("%s: %s: %v", what, name, err)
+			}
+			if len(users) != len(want) {
+				t.Fatalf("%s: %s = %d users, want %d", what, name, len(users), len(want))
+			}
+			for i := range want {
+				checkUser(t, users[i], want[i])
+			}
+		}
+	}
+	check("created", full, plain)
+
+	at := time.Date(2025, 6, 7, 8, 9, 10, 110000000, time.UTC)
+	for _, at := range []time.Time{at, at.Add(time.Hour)} { // a later login overwrites
+		if err := s.SetLastLogin(ctx, "plain", at); err != nil {
+			t.Fatalf("SetLastLogin: %v", err)
+		}
+		plain.LastLogin = at
+		check("SetLastLogin", full, plain)
+	}
+	checkLatest(t, s, 0) // neither CreateUser nor SetLastLogin records a change
+}
+
+// ListUsersAfter pages through the users in byte order.
+func testListUsersAfter(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	var names []string
+	for i := range 20 {
+		names = append(names, fmt.Sprintf("user%02d", i))
+	}
+	names = append(names, "a-c", "ab", "a.d", "a_b", "0day") // see testListUsers
+	users := make(map[string]store.User)
+	for i := range names {
+		n := names[i*7%len(names)] // out of order
+		u := newUser(n, store.RoleUser)
+		u.Disabled = i%4 == 0
+		u.Generation = int64(i + 1)
+		users[n] = u
+		mustCreate(t, s, u)
+	}
+	want := slices.Clone(names)
+	sort.Strings(want)
+
+	var got []string
+	after := ""
+	for _, size := range []int{10, 10, 5, 0} {
+		page, err := s.ListUsersAfter(ctx, after, 10)
+		if err != nil {
+			t.Fatalf("ListUsersAfter(%q, 10): %v", after, err)
+		}
+		if len(page) != size {
+			t.Fatalf("ListUsersAfter(%q, 10) = %d users, want %d", after, len(page), size)
+		}
+		for _, u := range page {
+			checkUser(t, u, users[u.Username])
+			got = append(got, u.Username)
+		}
+		if size > 0 {
+			after = page[len(page)-1].Username
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("pages = %q, want %q", got, want)
+	}
+
+	// after need not be a user's name.
+	page, err := s.ListUsersAfter(ctx, "user05x", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pageNames []string
+	for _, u := range page {
+		pageNames = append(pageNames, u.Username)
+	}
+	if w := []string{"user06", "user07", "user08"}; !slices.Equal(pageNames, w) {
+		t.Errorf("ListUsersAfter(user05x, 3) = %q, want %q", pageNames, w)
+	}
+}
+
+func testGeneration(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	alice, bob := newUser("alice", store.RoleUser), newUser("bob", store.RoleUser)
+	carol := newUser("carol", store.RoleUser)
+	carol.Generation = 7 // a non-zero generation is kept
+	mustCreate(t, s, alice, bob, carol)
+	if g := mustGet(t, s, "alice").Generation; g != 1 {
+		t.Fatalf("new user's Generation = %d, want 1", g)
+	}
+
+	gen, err := s.ChangePassword(ctx, "alice", hash("new"))
+	if err != nil || gen != 2 {
+		t.Fatalf("ChangePassword = %d, %v; want 2", gen, err)
+	}
+	alice.PasswordHash, alice.Generation = hash("new"), 2
+	checkUser(t, mustGet(t, s, "alice"), alice)
+
+	gen, err = s.BumpGeneration(ctx, "alice", "logout_all")
+	if err != nil || gen != 3 {
+		t.Fatalf("BumpGeneration = %d, %v; want 3", gen, err)
+	}
+	alice.Generation = 3
+	checkUser(t, mustGet(t, s, "alice"), alice)
+
+	// A re-hash changes nothing else.
+	if err := s.SetPasswordHash(ctx, "alice", hash("rehash")); err != nil {
+		t.Fatal(err)
+	}
+	alice.PasswordHash = hash("rehash")
+	checkUser(t, mustGet(t, s, "alice"), alice)
+
+	gen, err = s.BumpGeneration(ctx, "carol", "")
+	if err != nil || gen != 8 {
+		t.Fatalf("BumpGeneration(carol) = %d, %v; want 8", gen, err)
+	}
+	carol.Generation = 8
+	checkUser(t, mustGet(t, s, "carol"), carol)
+	checkUser(t, mustGet(t, s, "bob"), bob)
+}
+
+func testSetDisabled(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	alice, bob := newUser("alice", store.RoleUser), newUser("bob", store.RoleUser)
+	mustCreate(t, s, alice, bob)
+	for _, disabled := range []bool{true, true, false, false, true} { // repeats are fine
+		if err := s.SetDisabled(ctx, "alice", disabled); err != nil {
+			t.Fatalf("SetDisabled(%v): %v", disabled, err)
+		}
+		alice.Disabled = disabled
+		checkUser(t, mustGet(t, s, "alice"), alice)
+		checkUser(t, mustGet(t, s, "bob"), bob)
+	}
+}
+
+// demotions are the calls that take an enabled admin away.
+func demotions(s store.Store, ctx context.Context, name string) map[string]func() error {
+	return map[string]func() error{
+		"SetRole(user)":     func() error { return s.SetRole(ctx, name, store.RoleUser) },
+		"SetDisabled(true)": func() error { return s.SetDisabled(ctx, name, true) },
+		"DeleteUser":        func() error { return s.DeleteUser(ctx, name) },
+	}
+}
+
+func checkLastAdmin(t *testing.T, s store.Store, name string) {
+	t.Helper()
+	for call, f := range demotions(s, t.Context(), name) {
+		if err := f(); !errors.Is(err, store.ErrLastAdmin) {
+			t.Errorf("%s of %s = %v, want ErrLastAdmin", call, name, err)
+		}
+	}
+}
+
+func must(t *testing.T, what string, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+func testLastAdmin(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	// A missing user is not found, even where there is no admin at all.
+	for call, f := range demotions(s, ctx, "nobody") {
+		if err := f(); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("%s of nobody = %v, want ErrNotFound", call, err)
+		}
+	}
+
+	root := newUser("root", store.RoleAdmin)
+	retired := newUser("retired", store.RoleAdmin)
+	retired.Disabled = true // a disabled admin does not count
+	alice := newUser("alice", store.RoleUser)
+	mustCreate(t, s, root, retired, alice)
+
+	checkLastAdmin(t, s, "root")
+	checkUser(t, mustGet(t, s, "root"), root)
+	checkLatest(t, s, 0) // refused calls record no change
+
+	// What takes no enabled admin away is never refused.
+	must(t, "SetRole(root, admin)", s.SetRole(ctx, "root", store.RoleAdmin))
+	must(t, "SetDisabled(root, false)", s.SetDisabled(ctx, "root", false))
+	must(t, "SetDisabled(alice, true)", s.SetDisabled(ctx, "alice", true))
+	must(t, "SetDisabled(alice, false)", s.SetDisabled(ctx, "alice", false))
+	must(t, "SetRole(retired, user)", s.SetRole(ctx, "retired", store.RoleUser))
+	must(t, "SetRole(retired, admin)", s.SetRole(ctx, "retired", store.RoleAdmin))
+	must(t, "SetDisabled(retired, true)", s.SetDisabled(ctx, "retired", true))
+	checkUser(t, mustGet(t, s, "retired"), retired)
+
+	// A second enabled admin lifts the rule, and then it guards them.
+	must(t, "SetRole(alice, admin)", s.SetRole(ctx, "alice", store.RoleAdmin))
+	must(t, "SetRole(root, user)", s.SetRole(ctx, "root", store.RoleUser))
+	checkLastAdmin(t, s, "alice")
+	must(t, "SetDisabled(retired, false)", s.SetDisabled(ctx, "retired", false))
+	must(t, "SetDisabled(alice, true)", s.SetDisabled(ctx, "alice", true))
+	checkLastAdmin(t, s, "retired")
+	// alice is a disabled admin now: deleting her takes no enabled admin.
+	must(t, "DeleteUser(alice)", s.DeleteUser(ctx, "alice"))
+	must(t, "DeleteUser(root)", s.DeleteUser(ctx, "root"))
+
+	users, err := s.ListUsers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(users) != 1 {
+		t.Fatalf("ListUsers = %+v, want only retired", users)
+	}
+	retired.Disabled = false
+	checkUser(t, users[0], retired)
+}
+
+// Two admins demoted at once from two goroutines: the store must not let
+// both go. Each round pairs two of the three demotions.
+func testConcurrentLastAdmin(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	names := [2]string{"a1", "a2"}
+	mustCreate(t, s, newUser(names[0], store.RoleAdmin), newUser(names[1], store.RoleAdmin))
+	calls := []string{"SetRole(user)", "SetDisabled(true)", "DeleteUser"}
+	for round := range 30 {
+		pair := [2]string{calls[round%3], calls[round/3%3]}
+		var errs [2]error
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range 2 {
+			f := demotions(s, ctx, names[i])[pair[i]]
+			wg.Go(func() { <-start; errs[i] = f() })
+		}
+		close(start)
+		wg.Wait()
+
+		ok := 0
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				ok++
+			case !errors.Is(err, store.ErrLastAdmin):
+				t.Fatalf("round %d: %s of %s = %v, want nil or ErrLastAdmin", round, pair[i], names[i], err)
+			}
+		}
+		if ok != 1 {
+			t.Fatalf("round %d: %s and %s: %d succeeded, want 1", round, pair[0], pair[1], ok)
+		}
+		users, err := s.ListUsers(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		enabled := 0
+		for _, u := range users {
+			if u.Role == store.RoleAdmin && !u.Disabled {
+				enabled++
+			}
+		}
+		if enabled != 1 {
+			t.Fatalf("round %d: %d enabled admins left, want 1: %+v", round, enabled, users)
+		}
+
+		// Restore both admins; promoting and enabling are never refused.
+		for _, n := range names {
+			if _, err := s.GetUser(ctx, n); errors.Is(err, store.ErrNotFound) {
+				mustCreate(t, s, newUser(n, store.RoleAdmin))
+				continue
+			}
+			must(t, "SetRole(admin)", s.SetRole(ctx, n, store.RoleAdmin))
+			must(t, "SetDisabled(false)", s.SetDisabled(ctx, n, false))
+		}
+	}
+}
+
+// Each call that changes a user or revokes a token records one change, in
+// order; nothing else does.
+func testChangeFeed(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	checkLatest(t, s, 0)
+	if cs := mustChanges(t, s, 0, 100); len(cs) != 0 {
+		t.Fatalf("Changes of a new store = %+v, want none", cs)
+	}
+
+	mustCreate(t, s, newUser("root", store.RoleAdmin), newUser("alice", store.RoleUser), newUser("bob", store.RoleUser))
+	now := time.Now()
+	must(t, "SetPasswordHash", s.SetPasswordHash(ctx, "alice", hash("rehash")))
+	must(t, "SetLastLogin", s.SetLastLogin(ctx, "alice", now))
+	mustCreateRefresh(t, s, refreshToken("t", "fam", "alice", now.Add(time.Hour)))
+	mustUse(t, s, refreshHash("t"), now)
+	must(t, "RevokeRefreshFamily", s.RevokeRefreshFamily(ctx, "fam"))
+	if _, err := s.AddLoginFailure(ctx, store.FailureKey{Username: "alice"}, now, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	// Refused calls record nothing either.
+	if err := s.SetRole(ctx, "root", store.RoleUser); !errors.Is(err, store.ErrLastAdmin) {
+		t.Fatalf("SetRole(last admin) = %v, want ErrLastAdmin", err)
+	}
+	if _, err := s.BumpGeneration(ctx, "nobody", "x"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("BumpGeneration(nobody) = %v, want ErrNotFound", err)
+	}
+	checkLatest(t, s, 0)
+
+	exp := secondNow().Add(time.Hour)
+	steps := []struct {
+		name string
+		call func() error
+		want store.Change
+	}{
+		{"SetRole", func() error { return s.SetRole(ctx, "alice", store.RoleAdmin) }, userChange("alice", "role_changed")},
+		{"SetDisabled(true)", func() error { return s.SetDisabled(ctx, "alice", true) }, userChange("alice", "disabled")},
+		{"SetDisabled(false)", func() error { return s.SetDisabled(ctx, "alice", false) }, userChange("alice", "enabled")},
+		{"ChangePassword", func() error { _, err := s.ChangePassword(ctx, "bob", hash("new")); return err }, userChange("bob", "password_changed")},
+		{"BumpGeneration", func() error { _, err := s.BumpGeneration(ctx, "bob", "logout_all"); return err }, userChange("bob", "logout_all")},
+		{"BumpGeneration(no reason)", func() error { _, err := s.BumpGeneration(ctx, "alice", ""); return err }, userChange("alice", "")},
+		{"RevokeToken", func() error { return s.RevokeToken(ctx, "jti-1", exp) }, store.Change{Kind: store.ChangeRevoke, JTI: "jti-1", Expires: exp}},
+		{"DeleteUser", func() error { return s.DeleteUser(ctx, "bob") }, userChange("bob", "deleted")},
+		{"SetRole(demote)", func() error { return s.SetRole(ctx, "alice", store.RoleUser) }, userChange("alice", "role_changed")},
+	}
+	var prev int64
+	for _, step := range steps {
+		must(t, step.name, step.call())
+		cs := mustChanges(t, s, prev, 100)
+		if len(cs) != 1 {
+			t.Fatalf("after %s: Changes(%d) = %+v, want one change", step.name, prev, cs)
+		}
+		checkChange(t, cs[0], step.want)
+		if cs[0].Seq <= prev {
+			t.Errorf("after %s: Seq %d, not after %d", step.name, cs[0].Seq, prev)
+		}
+		prev = cs[0].Seq
+		checkLatest(t, s, prev)
+	}
+
+	all := mustChanges(t, s, 0, 100)
+	if len(all) != len(steps) {
+		t.Fatalf("Changes(0) = %d changes, want %d", len(all), len(steps))
+	}
+	for i, c := range all {
+		checkChange(t, c, steps[i].want)
+		if i > 0 && c.Seq <= all[i-1].Seq {
+			t.Errorf("Changes(0): Seq %d after %d", c.Seq, all[i-1].Seq)
+		}
+	}
+}
+
+func testChangesPaging(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	mustCreate(t, s, newUser("alice", store.RoleUser))
+	const n = 10
+	for i := range n {
+		if _, err := s.BumpGeneration(ctx, "alice", fmt.Sprint("r", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all := mustChanges(t, s, 0, 100)
+	if len(all) != n {
+		t.Fatalf("Changes(0, 100) = %d changes, want %d", len(all), n)
+	}
+	for i, c := range all {
+		checkChange(t, c, userChange("alice", fmt.Sprint("r", i)))
+	}
+
+	var got []store.Change
+	after := int64(0)
+	for _, size := range []int{3, 3, 3, 1, 0} {
+		page := mustChanges(t, s, after, 3)
+		if len(page) != size {
+			t.Fatalf("Changes(%d, 3) = %d changes, want %d", after, len(page), size)
+		}
+		got = append(got, page...)
+		if size > 0 {
+			after = page[len(page)-1].Seq
+		}
+	}
+	if !slices.Equal(got, all) {
+		t.Errorf("pages = %+v, want %+v", got, all)
+	}
+	if page := mustChanges(t, s, all[4].Seq, 2); !slices.Equal(page, all[5:7]) {
+		t.Errorf("Changes(#4, 2) = %+v, want %+v", page, all[5:7])
+	}
+	checkLatest(t, s, all[n-1].Seq)
+	if page := mustChanges(t, s, all[n-1].Seq+1000, 10); len(page) != 0 {
+		t.Errorf("Changes(past the end) = %+v, want none", page)
+	}
+}
+
+// PurgeChanges goes by the time the store wrote the change, on the clock
+// of the process (a backend that stamps changes with another clock must
+// keep it within a few milliseconds of it).
+func testPurgeChanges(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	mustCreate(t, s, newUser("alice", store.RoleUser))
+	bump := func(reason string) {
+		t.Helper()
+		if _, err := s.BumpGeneration(ctx, "alice", reason); err != nil {
+			t.Fatal(err)
+		}
+	}
+	purge := func(before time.Time, want int) {
+		t.Helper()
+		n, err := s.PurgeChanges(ctx, before)
+		if err != nil {
+			t.Fatalf("PurgeChanges: %v", err)
+		}
+		if n != want {
+			t.Errorf("PurgeChanges = %d, want %d", n, want)
+		}
+	}
+
+	bump("old")
+	time.Sleep(20 * time.Millisecond)
+	mid := time.Now()
+	time.Sleep(20 * time.Millisecond)
+	bump("new")
+	all := mustChanges(t, s, 0, 10)
+	if len(all) != 2 {
+		t.Fatalf("Changes = %+v, want 2", all)
+	}
+
+	purge(mid.Add(-time.Hour), 0)
+	purge(mid, 1)
+	purge(mid, 0)
+	if cs := mustChanges(t, s, 0, 10); !slices.Equal(cs, all[1:]) {
+		t.Errorf("Changes after purge = %+v, want %+v", cs, all[1:])
+	}
+	checkLatest(t, s, all[1].Seq)
+
+	// Purging everything does not restart the sequence.
+	purge(time.Now().Add(time.Hour), 1)
+	if cs := mustChanges(t, s, 0, 10); len(cs) != 0 {
+		t.Errorf("Changes after purging all = %+v, want none", cs)
+	}
+	bump("after")
+	cs := mustChanges(t, s, 0, 10)
+	if len(cs) != 1 || cs[0].Seq <= all[1].Seq {
+		t.Fatalf("Changes after a purge = %+v, want one with Seq > %d", cs, all[1].Seq)
+	}
+	checkChange(t, cs[0], userChange("alice", "after"))
+	checkLatest(t, s, cs[0].Seq)
+}
+
+func testRefreshToken(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	now := secondNow()
+	rt := refreshToken("t1", "fam-1", "alice", now.Add(time.Hour))
+	rt.Generation = 3
+	mustCreateRefresh(t, s, rt)
+	dup := refreshToken("t1", "fam-2", "bob", now.Add(2*time.Hour))
+	if err := s.CreateRefreshToken(ctx, dup); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("CreateRefreshToken(same hash) = %v, want ErrConflict", err)
+	}
+	checkUseFails(t, s, refreshHash("unknown"), now, store.ErrNotFound)
+
+	// The returned token is the stored one (not dup); its UsedAt may be
+	// zero or the time of this use.
+	got := mustUse(t, s, rt.Hash, now)
+	checkToken(t, got, rt)
+	if !got.UsedAt.IsZero() && !got.UsedAt.Equal(now) {
+		t.Errorf("UsedAt = %v, want zero or %v", got.UsedAt, now)
+	}
+
+	// Every later use is a reuse, and reports the first use.
+	for i := range 2 {
+		got, err := s.UseRefreshToken(ctx, rt.Hash, now.Add(time.Duration(i+1)*time.Minute))
+		if !errors.Is(err, store.ErrReused) {
+			t.Fatalf("UseRefreshToken again = %v, want ErrReused", err)
+		}
+		checkToken(t, got, rt)
+		if !got.UsedAt.Equal(now) {
+			t.Errorf("reused token's UsedAt = %v, want %v", got.UsedAt, now)
+		}
+	}
+
+	// Stored as used: reused at once, even before its first use's time.
+	used := refreshToken("t2", "fam-1", "alice", now.Add(time.Hour))
+	used.UsedAt = now.Add(-time.Minute)
+	mustCreateRefresh(t, s, used)
+	got, err := s.UseRefreshToken(ctx, used.Hash, now)
+	if !errors.Is(err, store.ErrReused) || !got.UsedAt.Equal(used.UsedAt) {
+		t.Errorf("UseRefreshToken(stored used) = %+v, %v; want ErrReused used at %v", got, err, used.UsedAt)
+	}
+}
+
+func testRefreshTokenExpiry(t *testing.T, s store.Store) {
+	now := secondNow()
+	atNow := refreshToken("at-now", "f1", "alice", now)
+	gone := refreshToken("gone", "f2", "alice", now.Add(-time.Second))
+	usedGone := refreshToken("used-gone", "f3", "alice", now.Add(-time.Hour))
+	mustCreateRefresh(t, s, atNow, gone, usedGone)
+
+	mustUse(t, s, atNow.Hash, now) // "expired before now" is strict
+	checkUseFails(t, s, gone.Hash, now, store.ErrNotFound)
+	mustUse(t, s, gone.Hash, now.Add(-2*time.Second)) // still stored: it was good then
+	mustUse(t, s, usedGone.Hash, now.Add(-2*time.Hour))
+	// Expired comes before reused.
+	checkUseFails(t, s, usedGone.Hash, now, store.ErrNotFound)
+}
+
+func testRevokeRefreshFamily(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	now := secondNow()
+	a1 := refreshToken("a1", "fam-a", "alice", now.Add(time.Hour))
+	a2 := refreshToken("a2", "fam-a", "alice", now.Add(time.Hour))
+	b1 := refreshToken("b1", "fam-b", "alice", now.Add(time.Hour))
+	mustCreateRefresh(t, s, a1, a2, b1)
+	mustUse(t, s, a1.Hash, now)
+
+	for range 2 { // twice is fine
+		must(t, "RevokeRefreshFamily", s.RevokeRefreshFamily(ctx, "fam-a"))
+	}
+	must(t, "RevokeRefreshFamily(none)", s.RevokeRefreshFamily(ctx, "fam-none"))
+	// Gone, used or not: not found rather than reused.
+	checkUseFails(t, s, a1.Hash, now, store.ErrNotFound)
+	checkUseFails(t, s, a2.Hash, now, store.ErrNotFound)
+	checkToken(t, mustUse(t, s, b1.Hash, now), b1)
+}
+
+func testPurgeRefreshTokens(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	now := secondNow()
+	tokens := []struct {
+		rt      store.RefreshToken
+		expired bool
+	}{
+		{refreshToken("long-gone", "f", "alice", now.Add(-24*time.Hour)), true},
+		{refreshToken("just-gone", "f", "alice", now.Add(-time.Second)), true},
+		{refreshToken("at-now", "f", "alice", now), false}, // "before now" is strict
+		{refreshToken("live", "f", "alice", now.Add(time.Hour)), false},
+	}
+	for _, tok := range tokens {
+		mustCreateRefresh(t, s, tok.rt)
+	}
+	for i, want := range []int{2, 0} { // the second purge finds nothing
+		n, err := s.PurgeRefreshTokens(ctx, now)
+		if err != nil {
+			t.Fatalf("PurgeRefreshTokens #%d: %v", i+1, err)
+		}
+		if n != want {
+			t.Errorf("PurgeRefreshTokens #%d = %d, want %d", i+1, n, want)
+		}
+	}
+	for _, tok := range tokens {
+		// Used at a time when each was good: only the purged ones fail.
+		at := now.Add(-48 * time.Hour)
+		if tok.expired {
+			checkUseFails(t, s, tok.rt.Hash, at, store.ErrNotFound)
+		} else {
+			mustUse(t, s, tok.rt.Hash, at)
+		}
+	}
+}
+
+func testDeleteUserRefreshTokens(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	now := secondNow()
+	mustCreate(t, s, newUser("root", store.RoleAdmin), newUser("alice", store.RoleUser), newUser("bob", store.RoleUser))
+	a1 := refreshToken("a1", "fam-a1", "alice", now.Add(time.Hour))
+	a2 := refreshToken("a2", "fam-a2", "alice", now.Add(time.Hour))
+	b1 := refreshToken("b1", "fam-b1", "bob", now.Add(time.Hour))
+	r1 := refreshToken("r1", "fam-r1", "root", now.Add(time.Hour))
+	mustCreateRefresh(t, s, a1, a2, b1, r1)
+
+	must(t, "DeleteUser", s.DeleteUser(ctx, "alice"))
+	mustCreate(t, s, newUser("alice", store.RoleUser)) // a new alice gets none of them
+	checkUseFails(t, s, a1.Hash, now, store.ErrNotFound)
+	checkUseFails(t, s, a2.Hash, now, store.ErrNotFound)
+	mustUse(t, s, b1.Hash, now)
+
+	// A refused delete keeps them.
+	if err := s.DeleteUser(ctx, "root"); !errors.Is(err, store.ErrLastAdmin) {
+		t.Fatalf("DeleteUser(last admin) = %v, want ErrLastAdmin", err)
+	}
+	mustUse(t, s, r1.Hash, now)
+}
+
+// Of many concurrent uses of one token, exactly one succeeds.
+func testConcurrentUseRefreshToken(t *testing.T, s store.Store) {
+	now := secondNow()
+	rt := refreshToken("race", "fam", "alice", now.Add(time.Hour))
+	mustCreateRefresh(t, s, rt)
+	got := make([]store.RefreshToken, goroutines)
+	errs := run(func(i int) error {
+		var err error
+		got[i], err = s.UseRefreshToken(t.Context(), rt.Hash, now)
+		return err
+	})
+	winner := -1
+	for i, err := range errs {
+		switch {
+		case err == nil && winner >= 0:
+			t.Errorf("UseRefreshToken #%d and #%d both succeeded", winner, i)
+		case err == nil:
+			winner = i
+		case !errors.Is(err, store.ErrReused):
+			t.Errorf("UseRefreshToken #%d = %v, want nil or ErrReused", i, err)
+		default:
+			checkToken(t, got[i], rt)
+			if !got[i].UsedAt.Equal(now) {
+				t.Errorf("UseRefreshToken #%d: reused token's UsedAt = %v, want %v", i, got[i].UsedAt, now)
+			}
+		}
+	}
+	if winner < 0 {
+		t.Fatal("no UseRefreshToken succeeded")
+	}
+	checkToken(t, got[winner], rt)
 }
