@@ -38,6 +38,8 @@ func TestCmdUserCommands(t *testing.T) {
 		{"kitten-orbit-8\n", []string{"user", "add", "bob", "--role", "king", "--password-stdin", "--db", db}, 2, "", "--role"},
 		{"kitten-orbit-8\n", []string{"user", "add", "bob", "--password-stdin", "--bcrypt-cost", "4", "--db", db}, 0, "added bob (role user)", ""},
 		{"", []string{"user", "list", "--db", db}, 0, "bob       user", ""},
+		{"", []string{"user", "set-role", "root", "user", "--db", db}, 1, "", "last enabled admin"},
+		{"", []string{"user", "delete", "root", "--db", db}, 1, "", "last enabled admin"},
 		{"", []string{"user", "set-role", "BOB", "admin", "--db", db}, 0, "bob is now admin", "role changed"},
 		{"", []string{"user", "set-role", "bob", "king", "--db", db}, 2, "", "ROLE"},
 		{"", []string{"user", "set-role", "ghost", "admin", "--db", db}, 1, "", "no user ghost"},

@@ -236,8 +236,11 @@ func newUserDeleteCmd(g *globalOptions, streams Streams) *cobra.Command {
 }
 
 func notFound(name string, err error) error {
-	if errors.Is(err, store.ErrNotFound) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
 		return fmt.Errorf("no user %s", name)
+	case errors.Is(err, store.ErrLastAdmin):
+		return fmt.Errorf("refused: %s is the last enabled admin; make another admin first", name)
 	}
 	return err
 }
