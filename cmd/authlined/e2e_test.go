@@ -528,7 +528,15 @@ func testE2EUserCommands(t *testing.T, bins e2eBins) {
 	run("silver-anchor-85\n", "user", "add", "late", "--password-stdin", "--bcrypt-cost", "4").wantCode(t, 0, "user add while serving")
 	tok := c.token("late", "silver-anchor-85")
 	run("", "user", "set-role", "late", "admin").wantCode(t, 0, "user set-role while serving")
-	c.expect("GET admin "+tok, 200, "") // tokens see role changes at once
+	// The running server learns of the change through the store's change
+	// feed, within its --sync-interval (250ms by default).
+	deadline := time.Now().Add(5 * time.Second)
+	for c.do("GET admin "+tok)["status"] != float64(200) {
+		if time.Now().After(deadline) {
+			t.Fatal("the role change made by `authlined user set-role` did not reach the running server within 5s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	srv.stop()
 }
 

@@ -118,6 +118,12 @@ func checkCredentialsFile(t *testing.T, addr, user string) {
 	if d := time.Until(saved.ExpiresAt); d <= 0 || d > 31*time.Minute {
 		t.Fatalf("saved expires_at %v is not within the 30m TTL", saved.ExpiresAt)
 	}
+	if saved.RefreshToken == "" || saved.RefreshToken == saved.Token {
+		t.Fatalf("no refresh token saved: %+v", saved)
+	}
+	if d := time.Until(saved.RefreshExpiresAt); d < 6*24*time.Hour || d > 7*24*time.Hour+time.Minute {
+		t.Fatalf("saved refresh_expires_at %v is not about 7 days away", saved.RefreshExpiresAt)
+	}
 }
 
 func TestCredentialsPerServer(t *testing.T) {
@@ -177,18 +183,20 @@ func TestExpiredAndRevokedTokens(t *testing.T) {
 		t.Fatalf("revoked token kept: %+v", c.Servers)
 	}
 
-	// An expired token: the same, with token_expired.
+	// An expired access token is renewed with the refresh token (see
+	// TestTransparentRefresh); once the refresh token has expired too, the
+	// session is over.
 	wantCode(t, run(t, "alice-password\n", s, "login", "alice", "--password-stdin"), 0)
-	clk.advance(2 * time.Hour)
+	clk.advance(8 * 24 * time.Hour)
 	r = run(t, "", s, "whoami")
 	wantCode(t, r, 1)
-	if !strings.Contains(r.err, "(token_expired)\nhint: run: authline login\n") {
-		t.Fatalf("stderr %q lacks the token_expired error and hint", r.err)
+	if !strings.Contains(r.err, "(invalid_token)\nhint: "+sessionExpiredHint+"\n") || r.out != "" {
+		t.Fatalf("stderr %q lacks the refresh refusal and the session expired hint", r.err)
 	}
 	r = run(t, "", s, "-o", "json", "logout")
 	wantCode(t, r, 0)
 	m := decodeJSON(t, r.out)
-	if m["logged_out"] != true || m["revoked"] != false || m["reason"] != "token_expired" || m["username"] != "alice" {
+	if m["logged_out"] != true || m["revoked"] != false || m["reason"] != "invalid_token" || m["username"] != "alice" {
 		t.Fatalf("logout of an expired token: %v", m)
 	}
 	if c := readCredentials(t); len(c.Servers) != 0 {
@@ -213,7 +221,7 @@ func TestJSONOutput(t *testing.T) {
 		{"register conflict", "c-a-r-o-l-password\n", []string{"register", "carol", "--password-stdin"}, 1,
 			map[string]any{"ok": false, "status": 409.0, "error": "conflict", "message": "username is already taken"}, nil},
 		{"login", "root-password\n", []string{"login", "root", "--password-stdin"}, 0,
-			map[string]any{"username": "root", "role": "admin", "mode": "token", "token_type": "Bearer"}, []string{"token"}},
+			map[string]any{"username": "root", "role": "admin", "mode": "token", "token_type": "Bearer"}, []string{"token", "refresh_token"}},
 		{"get", "", []string{"get", "admin"}, 0,
 			map[string]any{"resource": "admin", "username": "root", "role": "admin", "content": "Welcome to the admin area, root."}, nil},
 		{"get unknown", "", []string{"get", "nothing"}, 1,

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,13 +9,36 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/authline/authline/client"
+	"github.com/authline/authline/protocol"
 )
 
-// savedLogin is a token saved by `authline login` for one server.
+// savedLogin is the token pair saved by `authline login` for one server:
+// the access token, and the refresh token that renews it when it expires
+// (absent in files written before refresh tokens existed).
 type savedLogin struct {
-	Username  string    `json:"username"`
-	Token     string    `json:"token"`
-	ExpiresAt time.Time `json:"expires_at"`
+	Username         string    `json:"username"`
+	Token            string    `json:"token"`
+	ExpiresAt        time.Time `json:"expires_at"`
+	RefreshToken     string    `json:"refresh_token,omitempty"`
+	RefreshExpiresAt time.Time `json:"refresh_expires_at,omitzero"`
+}
+
+// newSavedLogin is what to save from a token-mode LOGIN, REFRESH or PASSWD.
+func newSavedLogin(l *protocol.LoginData) savedLogin {
+	return savedLogin{
+		Username: l.Username, Token: l.Token, ExpiresAt: l.ExpiresAt,
+		RefreshToken: l.RefreshToken, RefreshExpiresAt: l.RefreshExpiresAt,
+	}
+}
+
+// tokens returns the saved pair in the client package's terms.
+func (l savedLogin) tokens() client.Tokens {
+	return client.Tokens{
+		Access: l.Token, AccessExpiresAt: l.ExpiresAt,
+		Refresh: l.RefreshToken, RefreshExpiresAt: l.RefreshExpiresAt,
+	}
 }
 
 // credentials is the content of credentials.json, keyed by the --server
@@ -91,6 +115,76 @@ func (c *credentials) save(path string) error {
 		return fmt.Errorf("saving credentials: %w", err)
 	}
 	return nil
+}
+
+// Several authline processes may update the file at once (a script running
+// commands in parallel when the access token has expired). Refresh tokens
+// are single-use and the server takes a second use of one for theft, so two
+// processes must never both renew the same saved pair: every change of the
+// file, renewals included, is made under a lock file next to it, re-reading
+// the file first.
+const (
+	lockWait  = 5 * time.Second  // give up waiting for the lock after this
+	lockStale = 30 * time.Second // a lock older than this was left by a crash
+	lockPoll  = 10 * time.Millisecond
+)
+
+// lockCredentials takes the lock of the credentials file at path. It
+// creates path+".lock" exclusively, which works the same on every OS.
+func lockCredentials(ctx context.Context, path string) (unlock func(), err error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("saving credentials: %w", err)
+	}
+	lock := path + ".lock"
+	deadline := time.Now().Add(lockWait)
+	for {
+		f, err := os.OpenFile(lock, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err == nil {
+			f.Close()
+			return func() { os.Remove(lock) }, nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("locking credentials: %w", err)
+		}
+		if fi, serr := os.Stat(lock); serr == nil && time.Since(fi.ModTime()) > lockStale {
+			// A crashed process's; whoever creates it next wins. (Two
+			// processes breaking the same stale lock at the same instant
+			// could both win: a crash and such a race at once is rare
+			// enough, and the worst outcome is a login to redo.)
+			os.Remove(lock)
+			continue
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("credentials file is locked by another authline (remove %s if none is running)", lock)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("locking credentials: %w", ctx.Err())
+		case <-time.After(lockPoll):
+		}
+	}
+}
+
+// updateCredentials applies change to the credentials file under its lock:
+// the file is read afresh, changed and saved atomically.
+func updateCredentials(ctx context.Context, change func(*credentials) error) error {
+	path, err := credentialsPath()
+	if err != nil {
+		return err
+	}
+	unlock, err := lockCredentials(ctx, path)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	creds, _, err := loadCredentials()
+	if err != nil {
+		return err
+	}
+	if err := change(creds); err != nil {
+		return err
+	}
+	return creds.save(path)
 }
 
 // savedLoginFor returns the saved login for the --server address, or an

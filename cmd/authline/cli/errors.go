@@ -98,13 +98,20 @@ func (f *Factory) printError(err error) {
 	if errors.As(err, &ee) {
 		return
 	}
+	if f.beforeOutput != nil {
+		f.beforeOutput()
+	}
 	var pe *protocol.Error
 	if errors.As(err, &pe) {
 		if f.JSON() {
 			writeJSON(f.IO.Out, errorObject{Status: pe.Status(), Error: pe.Code, Message: pe.Message})
 			return
 		}
-		fmt.Fprintf(f.IO.ErrOut, "error: %s (%s)\n", pe.Message, pe.Code)
+		if errors.Is(err, client.ErrSessionExpired) {
+			fmt.Fprintf(f.IO.ErrOut, "error: the saved token expired and the server refused to renew it: %s (%s)\n", pe.Message, pe.Code)
+		} else {
+			fmt.Fprintf(f.IO.ErrOut, "error: %s (%s)\n", pe.Message, pe.Code)
+		}
 	} else {
 		fmt.Fprintf(f.IO.ErrOut, "error: %v\n", err)
 	}

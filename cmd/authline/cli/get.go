@@ -2,10 +2,10 @@ package cli
 
 import (
 	"context"
-	"errors"
 
 	"github.com/spf13/cobra"
 
+	"github.com/authline/authline/client"
 	"github.com/authline/authline/protocol"
 )
 
@@ -20,7 +20,8 @@ func newGetCmd(f *Factory) *cobra.Command {
 		Use:   "get RESOURCE",
 		Short: "Fetch a resource with the saved token",
 		Long: `Fetch a resource ("protected", or "admin" for admins) with the token that
-"authline login" saved for the --server address.`,
+"authline login" saved for the --server address (renewed with the saved
+refresh token when it has expired).`,
 		Example: `  authline get protected
   authline get admin --output json | jq -r .content`,
 		Args: cobra.ExactArgs(1),
@@ -32,32 +33,18 @@ func newGetCmd(f *Factory) *cobra.Command {
 }
 
 func runGet(ctx context.Context, opts *getOptions) error {
-	saved, _, _, err := opts.savedLoginFor()
+	tc, err := opts.connectSaved(ctx)
 	if err != nil {
 		return err
 	}
-	c, err := opts.Connect(ctx)
+	defer tc.Close()
+	var r *protocol.ResourceData
+	err = tc.do(ctx, func(ctx context.Context, c *client.Client, token string) (err error) {
+		r, err = c.Get(ctx, opts.Resource, token)
+		return err
+	})
 	if err != nil {
 		return err
-	}
-	defer c.Close()
-	rctx, cancel := opts.WithTimeout(ctx)
-	defer cancel()
-	r, err := c.Get(rctx, opts.Resource, saved.Token)
-	if err != nil {
-		return tokenHint(err)
 	}
 	return opts.printResult(r, r.Content)
-}
-
-// tokenHint adds the way out to a refusal of the saved token.
-func tokenHint(err error) error {
-	var pe *protocol.Error
-	if errors.As(err, &pe) {
-		switch pe.Code {
-		case protocol.CodeTokenExpired, protocol.CodeInvalidToken, protocol.CodeUnauthenticated:
-			return withHint(err, "run: authline login")
-		}
-	}
-	return err
 }

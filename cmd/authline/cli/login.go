@@ -21,9 +21,12 @@ func newLoginCmd(f *Factory) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "login [USERNAME]",
 		Short: "Log in and save a token for this server",
-		Long: `Log in in token mode and save the token for the --server address in
+		Long: `Log in in token mode and save the tokens for the --server address in
 $XDG_CONFIG_HOME/authline/credentials.json (default ~/.config), readable by
-you only. get, whoami and logout use it.
+you only: the access token, which get, whoami, logout, passwd and admin
+send, and the refresh token that renews the access token when it expires
+(access tokens live minutes, refresh tokens days; every renewal replaces
+both, and the file is updated).
 
 USERNAME is prompted for when missing and stdin is a terminal. The password
 is prompted for without echo, or read from the first line of stdin with
@@ -48,13 +51,38 @@ is prompted for without echo, or read from the first line of stdin with
 // token, which goes to the credentials file and not into terminals or CI
 // logs.
 type loginResult struct {
-	Username  string    `json:"username"`
-	Role      string    `json:"role"`
-	Mode      string    `json:"mode"`
-	TokenType string    `json:"token_type"`
-	ExpiresAt time.Time `json:"expires_at"`
-	ExpiresIn int64     `json:"expires_in"`
-	SavedTo   string    `json:"saved_to"`
+	Username         string    `json:"username"`
+	Role             string    `json:"role"`
+	Mode             string    `json:"mode"`
+	TokenType        string    `json:"token_type"`
+	ExpiresAt        time.Time `json:"expires_at"`
+	ExpiresIn        int64     `json:"expires_in"`
+	RefreshExpiresAt time.Time `json:"refresh_expires_at,omitzero"`
+	SavedTo          string    `json:"saved_to"`
+}
+
+func newLoginResult(l *protocol.LoginData, path string) loginResult {
+	return loginResult{
+		Username: l.Username, Role: l.Role, Mode: l.Mode, TokenType: l.TokenType,
+		ExpiresAt: l.ExpiresAt, ExpiresIn: l.ExpiresIn, RefreshExpiresAt: l.RefreshExpiresAt, SavedTo: path,
+	}
+}
+
+// saveLogin saves the token pair of l for the --server address.
+func (f *Factory) saveLogin(ctx context.Context, l *protocol.LoginData) error {
+	return updateCredentials(ctx, func(c *credentials) error {
+		c.Servers[f.Server] = newSavedLogin(l)
+		return nil
+	})
+}
+
+// expiryText says until when a saved pair is good.
+func expiryText(l *protocol.LoginData) string {
+	s := "expires " + l.ExpiresAt.Local().Format(time.RFC3339)
+	if l.RefreshToken != "" {
+		s += ", renewable until " + l.RefreshExpiresAt.Local().Format(time.RFC3339)
+	}
+	return s
 }
 
 func runLogin(ctx context.Context, opts *loginOptions) error {
@@ -64,7 +92,7 @@ func runLogin(ctx context.Context, opts *loginOptions) error {
 	}
 	// Read the file first so that a corrupt one fails before the server
 	// issues a token we could not keep.
-	creds, path, err := loadCredentials()
+	_, path, err := loadCredentials()
 	if err != nil {
 		return err
 	}
@@ -79,14 +107,9 @@ func runLogin(ctx context.Context, opts *loginOptions) error {
 	if err != nil {
 		return err
 	}
-	creds.Servers[opts.Server] = savedLogin{Username: l.Username, Token: l.Token, ExpiresAt: l.ExpiresAt}
-	if err := creds.save(path); err != nil {
+	if err := opts.saveLogin(ctx, l); err != nil {
 		return err
 	}
-	res := loginResult{
-		Username: l.Username, Role: l.Role, Mode: l.Mode, TokenType: l.TokenType,
-		ExpiresAt: l.ExpiresAt, ExpiresIn: l.ExpiresIn, SavedTo: path,
-	}
-	return opts.printResult(res, fmt.Sprintf("logged in as %s (role %s); token saved, expires %s",
-		l.Username, l.Role, l.ExpiresAt.Local().Format(time.RFC3339)))
+	return opts.printResult(newLoginResult(l, path),
+		fmt.Sprintf("logged in as %s (role %s); token saved, %s", l.Username, l.Role, expiryText(l)))
 }

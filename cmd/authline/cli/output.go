@@ -9,6 +9,9 @@ import (
 // printResult prints one command's result: data as a single JSON object in
 // JSON mode, the text line otherwise.
 func (f *Factory) printResult(data any, text string) error {
+	if f.beforeOutput != nil {
+		f.beforeOutput()
+	}
 	if f.JSON() {
 		return writeJSON(f.IO.Out, data)
 	}

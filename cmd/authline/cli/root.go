@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/authline/authline/client"
+	"github.com/authline/authline/protocol"
 )
 
 // DefaultServer is the address used when neither --server nor
@@ -44,6 +45,9 @@ type Factory struct {
 	// running is set once flags and arguments were accepted: any error
 	// before that is a usage error.
 	running bool
+	// beforeOutput, when set, runs before any result or error is printed
+	// (the shell prints the events that came first).
+	beforeOutput func()
 }
 
 // JSON reports whether --output json is in effect.
@@ -51,9 +55,15 @@ func (f *Factory) JSON() bool { return f.Output == "json" }
 
 // Connect dials the server named by the global flags, bounded by --timeout.
 func (f *Factory) Connect(ctx context.Context) (*client.Client, error) {
+	return f.connectWithEvents(ctx, nil)
+}
+
+// connectWithEvents is Connect with a handler of the server's events (see
+// client.Options.OnEvent).
+func (f *Factory) connectWithEvents(ctx context.Context, onEvent func(protocol.Message)) (*client.Client, error) {
 	ctx, cancel := f.WithTimeout(ctx)
 	defer cancel()
-	c, err := client.Dial(ctx, f.Server, &client.Options{TLSConfig: f.tlsConfig, DialTimeout: f.Timeout})
+	c, err := client.Dial(ctx, f.Server, &client.Options{TLSConfig: f.tlsConfig, DialTimeout: f.Timeout, OnEvent: onEvent})
 	if err != nil {
 		return nil, withHint(err, fmt.Sprintf("is authlined running at %s? (set --server or AUTHLINE_SERVER)", f.Server))
 	}
@@ -92,7 +102,8 @@ func NewCmdRoot(f *Factory) *cobra.Command {
 		Short: "Client for authline authentication servers",
 		Long: `authline talks to an authlined server: register an account, log in to get
 a token (saved per server in $XDG_CONFIG_HOME/authline/credentials.json),
-fetch protected resources with it, or explore interactively with "shell".
+fetch protected resources with it, change your password, manage accounts
+as an admin, or explore interactively with "shell".
 
 Passwords are read from a prompt that does not echo, or from standard input
 with --password-stdin; never from flags or arguments.` + "\n" + exitCodesHelp,
@@ -137,6 +148,8 @@ with --password-stdin; never from flags or arguments.` + "\n" + exitCodesHelp,
 		newGetCmd(f),
 		newWhoAmICmd(f),
 		newLogoutCmd(f),
+		newPasswdCmd(f),
+		newAdminCmd(f),
 		newPingCmd(f),
 		newShellCmd(f),
 		newDemoCmd(f),

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -18,14 +19,26 @@ type shellOptions struct {
 }
 
 const shellHelp = `Commands:
-  register USER   create an account
-  login USER      log in for the rest of this session
-  get RESOURCE    fetch "protected" or "admin"
-  whoami          show whom the session is logged in as
-  logout          end the login (the connection stays)
-  ping            check that the server answers
-  help            show this help
-  quit, exit      leave (so does end of input)`
+  register USER        create an account
+  login USER           log in for the rest of this session
+  get RESOURCE         fetch "protected" or "admin"
+  whoami               show whom the session is logged in as
+  passwd               change your password (ends your other logins)
+  logout [all]         end the login (the connection stays); with "all",
+                       every session and token of yours everywhere
+  ping                 check that the server answers
+  help                 show this help
+  quit, exit           leave (so does end of input)
+
+Admin commands (role admin):
+  admin users [LIMIT [AFTER]]       list accounts, a page at a time
+  admin user NAME                   show an account
+  admin set-role NAME user|admin    change an account's role
+  admin disable NAME                disable an account
+  admin enable NAME                 enable it again
+  admin unlock NAME                 clear its failed-login throttling
+  admin revoke NAME                 end all its sessions and tokens
+  admin delete NAME                 delete it (asks to confirm)`
 
 func newShellCmd(f *Factory) *cobra.Command {
 	opts := &shellOptions{Factory: f}
@@ -36,8 +49,12 @@ func newShellCmd(f *Factory) *cobra.Command {
 session logins: they last as long as the connection and save nothing.
 
 Passwords are prompted for without echo when stdin is a terminal; otherwise
-the line after "register USER" or "login USER" is the password. A refused
-command prints an error and the shell goes on; a lost connection ends it.
+the line after "register USER" or "login USER" is the password, the two
+lines after "passwd" are the current and the new password, and the line
+after "admin delete NAME" must be "yes". A refused command prints an error
+and the shell goes on; a lost connection ends it. When the server ends the
+session from elsewhere (logout everywhere, password change, an admin's
+revoke), the shell says so at once.
 
 ` + shellHelp,
 		Args: cobra.NoArgs,
@@ -52,20 +69,28 @@ type shell struct {
 	*shellOptions
 	c    *client.Client
 	user string // logged in as, for the prompt
+	// events carries session_ended events from the client's reading
+	// goroutine; only the shell's goroutine prints.
+	events chan protocol.Message
 }
 
 func runShell(ctx context.Context, opts *shellOptions) error {
-	c, err := opts.Connect(ctx)
+	sh := &shell{shellOptions: opts, events: make(chan protocol.Message, 16)}
+	c, err := opts.connectWithEvents(ctx, sh.onEvent)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	sh := &shell{shellOptions: opts, c: c}
+	sh.c = c
+	// Events that came before a result are shown before it.
+	opts.beforeOutput = sh.flushEvents
+	defer func() { opts.beforeOutput = nil }()
 	for {
+		sh.flushEvents()
 		if opts.IO.IsTerminal {
 			fmt.Fprint(opts.IO.ErrOut, sh.prompt())
 		}
-		line, err := opts.IO.ReadLine()
+		line, err := sh.readLine()
 		if errors.Is(err, io.EOF) {
 			if opts.IO.IsTerminal {
 				fmt.Fprintln(opts.IO.ErrOut) // end the prompt's line
@@ -93,6 +118,75 @@ func runShell(ctx context.Context, opts *shellOptions) error {
 	}
 }
 
+// onEvent runs on the client's reading goroutine: it only hands over.
+func (sh *shell) onEvent(m protocol.Message) {
+	if m.Event != client.EventSessionEnded {
+		return
+	}
+	select {
+	case sh.events <- m:
+	default: // a backlog of endings says nothing more than the first
+	}
+}
+
+// readLine reads the next input line, showing events that arrive while
+// waiting for it (and the prompt again after them).
+func (sh *shell) readLine() (string, error) {
+	type result struct {
+		line string
+		err  error
+	}
+	lines := make(chan result, 1)
+	go func() {
+		line, err := sh.IO.ReadLine()
+		lines <- result{line, err}
+	}()
+	for {
+		select {
+		case r := <-lines:
+			return r.line, r.err
+		case ev := <-sh.events:
+			if sh.IO.IsTerminal && sh.user != "" {
+				fmt.Fprintln(sh.IO.ErrOut) // leave the prompt's line
+			}
+			if sh.showEvent(ev) && sh.IO.IsTerminal {
+				fmt.Fprint(sh.IO.ErrOut, sh.prompt())
+			}
+		}
+	}
+}
+
+// flushEvents shows the events received so far.
+func (sh *shell) flushEvents() {
+	for {
+		select {
+		case ev := <-sh.events:
+			sh.showEvent(ev)
+		default:
+			return
+		}
+	}
+}
+
+// showEvent reports that the server ended the session, and forgets the
+// login. An event for a login the shell ended itself says nothing new and
+// is not shown; showEvent reports whether it showed it.
+func (sh *shell) showEvent(ev protocol.Message) bool {
+	if sh.user == "" {
+		return false
+	}
+	sh.user = ""
+	if sh.JSON() {
+		writeJSON(sh.IO.Out, struct {
+			Event  string `json:"event"`
+			Reason string `json:"reason"`
+		}{ev.Event, ev.Reason})
+	} else {
+		fmt.Fprintf(sh.IO.ErrOut, "session ended by the server: %s\n", ev.Reason)
+	}
+	return true
+}
+
 func (sh *shell) prompt() string {
 	if sh.user == "" {
 		return "authline> "
@@ -100,24 +194,68 @@ func (sh *shell) prompt() string {
 	return sh.user + "@" + sh.Server + "> "
 }
 
-// shellArgs maps each shell command to its argument, "" for none.
-var shellArgs = map[string]string{
-	"register": "USER", "login": "USER", "get": "RESOURCE",
-	"whoami": "", "logout": "", "ping": "", "help": "", "?": "", "quit": "", "exit": "",
+// do runs a request as the session's user (asUser for the admin
+// commands), bounded by --timeout.
+func (sh *shell) do(ctx context.Context, fn func(ctx context.Context, c *client.Client, token string) error) error {
+	rctx, cancel := sh.WithTimeout(ctx)
+	defer cancel()
+	return fn(rctx, sh.c, "")
+}
+
+// argSpec is how many arguments a shell command takes, and its syntax.
+type argSpec struct {
+	min, max int // max -1: any number
+	usage    string
+}
+
+var shellArgs = map[string]argSpec{
+	"register": {1, 1, "register USER"},
+	"login":    {1, 1, "login USER"},
+	"get":      {1, 1, "get RESOURCE"},
+	"whoami":   {0, 0, "whoami"},
+	"passwd":   {0, 0, "passwd"},
+	"logout":   {0, 1, "logout [all]"},
+	"ping":     {0, 0, "ping"},
+	"help":     {0, 0, "help"},
+	"?":        {0, 0, "?"},
+	"quit":     {0, 0, "quit"},
+	"exit":     {0, 0, "exit"},
+	"admin":    {1, -1, "admin COMMAND [ARGS]; type help for the list"},
+}
+
+var shellAdminArgs = map[string]argSpec{
+	"users":    {0, 2, "admin users [LIMIT [AFTER]]"},
+	"user":     {1, 1, "admin user NAME"},
+	"set-role": {2, 2, "admin set-role NAME user|admin"},
+	"disable":  {1, 1, "admin disable NAME"},
+	"enable":   {1, 1, "admin enable NAME"},
+	"unlock":   {1, 1, "admin unlock NAME"},
+	"revoke":   {1, 1, "admin revoke NAME"},
+	"delete":   {1, 1, "admin delete NAME"},
+}
+
+func checkArgs(spec argSpec, args []string) error {
+	if len(args) >= spec.min && (spec.max < 0 || len(args) <= spec.max) {
+		return nil
+	}
+	if spec.max == 0 {
+		return usageErrorf("usage: %s (no arguments)", spec.usage)
+	}
+	return usageErrorf("usage: %s", spec.usage)
 }
 
 // exec runs one command line and reports whether the shell should end.
 func (sh *shell) exec(ctx context.Context, fields []string) (done bool, err error) {
 	name, args := strings.ToLower(fields[0]), fields[1:]
-	arg, known := shellArgs[name]
+	spec, known := shellArgs[name]
 	if !known {
 		return false, usageErrorf("unknown command %q; type help for the list", fields[0])
 	}
-	if len(args) != len(strings.Fields(arg)) {
-		if arg == "" {
-			return false, usageErrorf("usage: %s (no arguments)", name)
-		}
-		return false, usageErrorf("usage: %s %s", name, arg)
+	if err := checkArgs(spec, args); err != nil {
+		return false, err
+	}
+	if name == "logout" && len(args) == 1 && !strings.EqualFold(args[0], "all") {
+		return false, usageErrorf("usage: %s", spec.usage)
 	}
 	var pw string
 	if name == "register" || name == "login" {
@@ -138,6 +276,7 @@ func (sh *shell) exec(ctx context.Context, fields []string) (done bool, err erro
 		return false, sh.printResult(u, fmt.Sprintf("registered %s (role %s)", u.Username, u.Role))
 	case "login":
 		l, err := sh.c.Login(rctx, args[0], pw, protocol.ModeSession)
+		sh.flushEvents() // they were about the previous login
 		if err != nil {
 			return false, err
 		}
@@ -155,15 +294,24 @@ func (sh *shell) exec(ctx context.Context, fields []string) (done bool, err erro
 			return false, err
 		}
 		return false, sh.printResult(w, fmt.Sprintf("%s (role %s, auth %s)", w.Username, w.Role, w.Auth))
+	case "passwd":
+		return false, sh.passwd(ctx)
 	case "logout":
-		if err := sh.c.Logout(rctx, ""); err != nil {
+		all := len(args) == 1
+		if all {
+			err = sh.c.LogoutAll(rctx, "")
+		} else {
+			err = sh.c.Logout(rctx, "")
+		}
+		sh.flushEvents()
+		if err != nil {
 			return false, err
 		}
-		res := struct {
-			LoggedOut bool   `json:"logged_out"`
-			Username  string `json:"username"`
-		}{true, sh.user}
+		res := logoutResult{LoggedOut: true, Username: sh.user, Revoked: true, All: all}
 		text := "logged out " + sh.user
+		if all {
+			text += " everywhere: every session and token ended"
+		}
 		sh.user = ""
 		return false, sh.printResult(res, text)
 	case "ping":
@@ -172,12 +320,84 @@ func (sh *shell) exec(ctx context.Context, fields []string) (done bool, err erro
 		}
 		name, version := sh.c.Server()
 		return false, sh.printResult(pingResult{Pong: true, Server: name, Version: version}, "pong")
+	case "admin":
+		return false, sh.admin(ctx, args)
 	case "help", "?":
 		fmt.Fprintln(sh.IO.Out, shellHelp)
 		return false, nil
 	default: // quit, exit
 		sh.quit(ctx)
 		return true, nil
+	}
+}
+
+// passwd changes the session user's password.
+func (sh *shell) passwd(ctx context.Context) error {
+	oldPW, newPW, err := readPasswordChange(sh.IO, !sh.IO.IsTerminal, "passwd")
+	if err != nil {
+		return err
+	}
+	var l *protocol.LoginData
+	err = sh.do(ctx, func(ctx context.Context, c *client.Client, token string) (err error) {
+		l, err = c.Passwd(ctx, oldPW, newPW, token)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return sh.printResult(l, fmt.Sprintf("password of %s changed; other sessions and tokens ended", l.Username))
+}
+
+// admin runs "admin COMMAND ARGS" on the session.
+func (sh *shell) admin(ctx context.Context, args []string) error {
+	sub, args := strings.ToLower(args[0]), args[1:]
+	spec, known := shellAdminArgs[sub]
+	if !known {
+		return usageErrorf("unknown admin command %q; type help for the list", sub)
+	}
+	if err := checkArgs(spec, args); err != nil {
+		return err
+	}
+	f := sh.Factory
+	switch sub {
+	case "users":
+		limit, after := 0, ""
+		if len(args) > 0 {
+			n, err := strconv.Atoi(args[0])
+			if err != nil || n < 1 || n > protocol.MaxUsersLimit {
+				return usageErrorf("LIMIT must be a number from 1 to %d", protocol.MaxUsersLimit)
+			}
+			limit = n
+		}
+		if len(args) > 1 {
+			after = args[1]
+		}
+		return adminUsers(ctx, f, sh, limit, after, false, func(next string) string {
+			if limit == 0 {
+				limit = protocol.DefaultUsersLimit
+			}
+			return fmt.Sprintf("admin users %d %s", limit, next)
+		})
+	case "user":
+		return adminUser(ctx, f, sh, args[0])
+	case "set-role":
+		if err := checkRole(args[1]); err != nil {
+			return err
+		}
+		return adminSetRole(ctx, f, sh, args[0], args[1])
+	case "disable":
+		return adminDisable(ctx, f, sh, args[0])
+	case "enable":
+		return adminEnable(ctx, f, sh, args[0])
+	case "unlock":
+		return adminUnlock(ctx, f, sh, args[0])
+	case "revoke":
+		return adminRevoke(ctx, f, sh, args[0])
+	default: // delete
+		if err := confirmDelete(sh.IO, args[0]); err != nil {
+			return err
+		}
+		return adminDelete(ctx, f, sh, args[0])
 	}
 }
 

@@ -5,6 +5,9 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"github.com/authline/authline/client"
+	"github.com/authline/authline/protocol"
 )
 
 type whoamiOptions struct {
@@ -25,20 +28,18 @@ func newWhoAmICmd(f *Factory) *cobra.Command {
 }
 
 func runWhoAmI(ctx context.Context, opts *whoamiOptions) error {
-	saved, _, _, err := opts.savedLoginFor()
+	tc, err := opts.connectSaved(ctx)
 	if err != nil {
 		return err
 	}
-	c, err := opts.Connect(ctx)
+	defer tc.Close()
+	var w *protocol.WhoAmIData
+	err = tc.do(ctx, func(ctx context.Context, c *client.Client, token string) (err error) {
+		w, err = c.WhoAmI(ctx, token)
+		return err
+	})
 	if err != nil {
 		return err
-	}
-	defer c.Close()
-	rctx, cancel := opts.WithTimeout(ctx)
-	defer cancel()
-	w, err := c.WhoAmI(rctx, saved.Token)
-	if err != nil {
-		return tokenHint(err)
 	}
 	return opts.printResult(w, fmt.Sprintf("%s (role %s, auth %s)", w.Username, w.Role, w.Auth))
 }
