@@ -531,7 +531,7 @@ func testE2EUserCommands(t *testing.T, bins e2eBins) {
 	// The running server learns of the change through the store's change
 	// feed, within its --sync-interval (250ms by default).
 	deadline := time.Now().Add(5 * time.Second)
-	for c.do("GET admin "+tok)["status"] != float64(200) {
+	for c.do("GET admin " + tok)["status"] != float64(200) {
 		if time.Now().After(deadline) {
 			t.Fatal("the role change made by `authlined user set-role` did not reach the running server within 5s")
 		}
