@@ -22,6 +22,9 @@ const (
 	CmdQuit     = "QUIT"
 	CmdRefresh  = "REFRESH"
 	CmdPasswd   = "PASSWD"
+	// CmdJWKS returns the public keys that verify the server's EdDSA
+	// tokens; it needs no authentication.
+	CmdJWKS = "JWKS"
 
 	// Admin commands: role admin only.
 	CmdUsers   = "USERS"
@@ -36,7 +39,7 @@ const (
 
 // Commands lists the commands of protocol v1.
 var Commands = []string{
-	CmdRegister, CmdLogin, CmdGet, CmdLogout, CmdWhoAmI, CmdPing, CmdQuit, CmdRefresh, CmdPasswd,
+	CmdRegister, CmdLogin, CmdGet, CmdLogout, CmdWhoAmI, CmdPing, CmdQuit, CmdRefresh, CmdPasswd, CmdJWKS,
 	CmdUsers, CmdUser, CmdSetRole, CmdDisable, CmdEnable, CmdDelete, CmdUnlock, CmdRevoke,
 }
 
@@ -267,6 +270,7 @@ var usage = map[string]string{
 	CmdQuit:     "QUIT",
 	CmdRefresh:  "REFRESH refresh_token",
 	CmdPasswd:   "PASSWD old_password new_password [token]",
+	CmdJWKS:     "JWKS",
 	CmdUsers:    "USERS [limit [after]]",
 	CmdUser:     "USER username [token]",
 	CmdSetRole:  "SETROLE username user|admin [token]",
@@ -361,7 +365,7 @@ func parseInline(line []byte) (Request, *Error) {
 		if len(args) == 1 {
 			req.Token = args[0]
 		}
-	case CmdPing, CmdQuit:
+	case CmdPing, CmdQuit, CmdJWKS:
 		if len(args) != 0 {
 			return bad()
 		}

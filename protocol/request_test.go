@@ -340,8 +340,8 @@ func TestParseRequestEveryCommand(t *testing.T) {
 		protocol.CmdUnlock:   `,"username":"bob"`,
 		protocol.CmdRevoke:   `,"username":"bob"`,
 	}
-	if len(protocol.Commands) != 17 {
-		t.Errorf("Commands has %d entries, want 17: %v", len(protocol.Commands), protocol.Commands)
+	if len(protocol.Commands) != 18 {
+		t.Errorf("Commands has %d entries, want 18: %v", len(protocol.Commands), protocol.Commands)
 	}
 	for _, cmd := range protocol.Commands {
 		for _, line := range []string{

@@ -349,3 +349,44 @@ func (d *UsersData) AppendJSON(dst []byte) []byte {
 	}
 	return append(dst, '}')
 }
+
+// JWK is one public key of a JSON Web Key Set (RFC 7517): an Ed25519 key
+// (RFC 8037) that verifies tokens whose header has its kid and alg EdDSA.
+type JWK struct {
+	Kty string `json:"kty"` // "OKP"
+	Crv string `json:"crv"` // "Ed25519"
+	X   string `json:"x"`   // the public key, base64url without padding
+	Kid string `json:"kid"`
+	Alg string `json:"alg"` // "EdDSA"
+	Use string `json:"use"` // "sig"
+}
+
+// JWKSData is the data of JWKS, a JSON Web Key Set: {"keys":[…]}, an
+// empty array when the server has no public keys (HS256 only).
+type JWKSData struct {
+	Keys []JWK `json:"keys"`
+}
+
+func (d *JWKSData) AppendJSON(dst []byte) []byte {
+	dst = append(dst, `{"keys":[`...)
+	for i := range d.Keys {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		k := &d.Keys[i]
+		dst = append(dst, `{"kty":`...)
+		dst = AppendString(dst, k.Kty)
+		dst = append(dst, `,"crv":`...)
+		dst = AppendString(dst, k.Crv)
+		dst = append(dst, `,"x":`...)
+		dst = AppendString(dst, k.X)
+		dst = append(dst, `,"kid":`...)
+		dst = AppendString(dst, k.Kid)
+		dst = append(dst, `,"alg":`...)
+		dst = AppendString(dst, k.Alg)
+		dst = append(dst, `,"use":`...)
+		dst = AppendString(dst, k.Use)
+		dst = append(dst, '}')
+	}
+	return append(dst, ']', '}')
+}

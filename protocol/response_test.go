@@ -234,6 +234,9 @@ func TestDataAppendJSON(t *testing.T) {
 		{"whoami session", &protocol.WhoAmIData{Username: "alice", Role: "user", Auth: protocol.AuthSession}},
 		{"whoami token", &protocol.WhoAmIData{Username: "alice", Role: "user", Auth: protocol.AuthToken}},
 		{"whoami tricky", &protocol.WhoAmIData{Username: tricky, Role: tricky, Auth: tricky}},
+		{"jwks one key", &protocol.JWKSData{Keys: []protocol.JWK{{Kty: "OKP", Crv: "Ed25519", X: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", Kid: "abc", Alg: "EdDSA", Use: "sig"}}}},
+		{"jwks two keys", &protocol.JWKSData{Keys: []protocol.JWK{{Kty: "OKP", Kid: "a"}, {Kty: "OKP", Kid: "b", X: "x"}}}},
+		{"jwks tricky", &protocol.JWKSData{Keys: []protocol.JWK{{Kty: tricky, Crv: tricky, X: tricky, Kid: tricky, Alg: tricky, Use: tricky}}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := tc.data.AppendJSON(nil)
@@ -251,6 +254,21 @@ func TestDataAppendJSON(t *testing.T) {
 				t.Errorf("AppendJSON =\n  %v\nencoding/json =\n  %v", got, want)
 			}
 		})
+	}
+}
+
+// TestJWKSDataEmpty: a server without public keys answers an empty key
+// set, never null (a JWKS consumer iterates over keys).
+func TestJWKSDataEmpty(t *testing.T) {
+	for _, d := range []*protocol.JWKSData{{}, {Keys: []protocol.JWK{}}} {
+		if got := string(d.AppendJSON(nil)); got != `{"keys":[]}` {
+			t.Errorf("AppendJSON = %s, want {\"keys\":[]}", got)
+		}
+	}
+	d := &protocol.JWKSData{Keys: []protocol.JWK{{Kty: "OKP", Crv: "Ed25519", X: "eA", Kid: "k1", Alg: "EdDSA", Use: "sig"}}}
+	want := `{"keys":[{"kty":"OKP","crv":"Ed25519","x":"eA","kid":"k1","alg":"EdDSA","use":"sig"}]}`
+	if got := string(d.AppendJSON(nil)); got != want {
+		t.Errorf("AppendJSON = %s, want %s", got, want)
 	}
 }
 

@@ -84,6 +84,10 @@ type Backend interface {
 	// is nil when the request is not authenticated.
 	Admin(ctx context.Context, id *Identity, req *protocol.Request) (protocol.Data, string, error)
 
+	// JWKS returns the public keys that verify the server's tokens, as a
+	// JSON Web Key Set (protocol.JWKSData); anyone may ask.
+	JWKS(ctx context.Context) (protocol.Data, error)
+
 	// WatchUsers registers fn to be called with a username whenever that
 	// user's state changes (here or in another process sharing the store),
 	// so the server can tell affected connections at once.

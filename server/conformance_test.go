@@ -80,6 +80,9 @@ func conformanceTargetFor(t *testing.T, tr *transcript) conformanceTarget {
 	t.Helper()
 	if *conformanceAddr != "" {
 		target := conformanceTarget{addr: *conformanceAddr, adminUser: *conformanceAdminUser, adminPass: *conformanceAdminPass}
+		if tr.needsFresh {
+			t.Skipf("%s declares '# needs: fresh-server': it needs a server whose only admin is the runner's (to show that the last admin cannot be demoted, disabled or deleted), which %s cannot promise; it runs only without -conformance.addr", tr.name, target.addr)
+		}
 		if tr.needsAdmin && (target.adminUser == "" || target.adminPass == "") {
 			t.Skipf("%s declares '# needs: admin' but no admin account was given for %s: pass -conformance.admin-user=NAME -conformance.admin-pass=PASS to run it", tr.name, target.addr)
 		}
@@ -125,6 +128,9 @@ type transcriptStep struct {
 type transcript struct {
 	name       string
 	needsAdmin bool
+	// needsFresh: the file must run against the runner's own server
+	// (# needs: fresh-server); it is skipped with -conformance.addr.
+	needsFresh bool
 	steps      []transcriptStep
 }
 
@@ -154,8 +160,10 @@ func parseTranscript(path string) (*transcript, error) {
 						switch strings.TrimSpace(v) {
 						case "admin":
 							tr.needsAdmin = true
+						case "fresh-server":
+							tr.needsFresh = true
 						default:
-							return nil, bad("unknown need %q (known: admin)", strings.TrimSpace(v))
+							return nil, bad("unknown need %q (known: admin, fresh-server)", strings.TrimSpace(v))
 						}
 					}
 				}

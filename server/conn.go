@@ -387,6 +387,8 @@ func (c *conn) dispatch(req *protocol.Request) (closeConn bool) {
 		c.refresh(ctx, req)
 	case protocol.CmdPasswd:
 		c.passwd(ctx, req)
+	case protocol.CmdJWKS:
+		c.jwks(ctx, req)
 	case protocol.CmdUsers, protocol.CmdUser, protocol.CmdSetRole, protocol.CmdDisable,
 		protocol.CmdEnable, protocol.CmdDelete, protocol.CmdUnlock, protocol.CmdRevoke:
 		c.admin(ctx, req)
@@ -673,6 +675,17 @@ func (c *conn) passwd(ctx context.Context, req *protocol.Request) {
 		return
 	}
 	c.respondTokens(req, newID, tok, "password changed")
+}
+
+// jwks answers the public keys of the server's tokens. It needs no
+// authentication and changes nothing about the connection.
+func (c *conn) jwks(ctx context.Context, req *protocol.Request) {
+	data, err := c.srv.Backend.JWKS(ctx)
+	if err != nil {
+		c.fail(req, err)
+		return
+	}
+	c.respond(req.ID, protocol.StatusOK, "ok", data)
 }
 
 func (c *conn) admin(ctx context.Context, req *protocol.Request) {

@@ -13,6 +13,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -65,6 +66,7 @@ func TestE2E(t *testing.T) {
 		{"Environment", testE2EEnvironment},
 		{"SIGTERM", testE2ESIGTERM},
 		{"ClientDemo", testE2EClientDemo},
+		{"Keys", testE2EKeys},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -711,6 +713,82 @@ func testE2ESIGTERM(t *testing.T, bins e2eBins) {
 		nc.Close()
 		t.Fatalf("%s still accepts connections after the shutdown", srv.addr)
 	}
+}
+
+// testE2EKeys: a server signing EdDSA tokens publishes its public key
+// with JWKS, and `authlined keys rotate` run against its database while it
+// serves switches new tokens to the new key without a restart.
+func testE2EKeys(t *testing.T, bins e2eBins) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "k.db")
+	srv := e2eStart(t, bins.authlined, nil, serveArgs(db, "--token-alg", "EdDSA", "--sync-interval", "50ms")...)
+	c := e2eDial(t, srv.addr)
+	c.expect("REGISTER keyuser key-password-1", 201, "")
+	old := c.token("keyuser", "key-password-1")
+	oldKID := e2eKID(t, old)
+	if !strings.Contains(srv.stderr.String(), "token_alg=EdDSA kid="+oldKID) {
+		t.Fatalf("the listening line does not name the signing key %s:\n%s", oldKID, srv.stderr.String())
+	}
+	jwks := func() []string {
+		t.Helper()
+		data, _ := c.expect("JWKS", 200, "")["data"].(map[string]any)
+		keys, _ := data["keys"].([]any)
+		var kids []string
+		for _, k := range keys {
+			m, _ := k.(map[string]any)
+			if m["kty"] != "OKP" || m["crv"] != "Ed25519" || m["alg"] != "EdDSA" {
+				t.Fatalf("JWKS key %v", m)
+			}
+			kids = append(kids, fmt.Sprint(m["kid"]))
+		}
+		return kids
+	}
+	if kids := jwks(); len(kids) != 1 || kids[0] != oldKID {
+		t.Fatalf("JWKS kids %v, want [%s]", kids, oldKID)
+	}
+
+	r := e2eRun(t, bins.authlined, "", nil, "keys", "rotate", "--token-alg", "EdDSA", "--db", db)
+	r.wantCode(t, 0, "keys rotate while serving")
+	m := regexp.MustCompile(`^added EdDSA key (\S+):`).FindStringSubmatch(r.stdout)
+	if m == nil {
+		t.Fatalf("keys rotate printed %q", r.stdout)
+	}
+	newKID := m[1]
+	deadline := time.Now().Add(e2eReadTimeout)
+	for e2eKID(t, c.token("keyuser", "key-password-1")) != newKID {
+		if time.Now().After(deadline) {
+			t.Fatalf("new tokens do not carry the rotated key's kid %s within %v", newKID, e2eReadTimeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.expect("GET protected "+old, 200, "") // the old key still verifies
+	if kids := jwks(); len(kids) != 2 || kids[0] != oldKID || kids[1] != newKID {
+		t.Fatalf("JWKS kids %v, want [%s %s]", kids, oldKID, newKID)
+	}
+	r = e2eRun(t, bins.authlined, "", nil, "keys", "export", "--db", db)
+	r.wantCode(t, 0, "keys export")
+	if !strings.Contains(r.stdout, oldKID) || !strings.Contains(r.stdout, newKID) || !json.Valid([]byte(r.stdout)) {
+		t.Fatalf("keys export:\n%s", r.stdout)
+	}
+	srv.stop()
+}
+
+// e2eKID is the kid header of a token.
+func e2eKID(t *testing.T, token string) string {
+	t.Helper()
+	seg, _, _ := strings.Cut(token, ".")
+	b, err := base64.RawURLEncoding.DecodeString(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h struct {
+		Alg string `json:"alg"`
+		Kid string `json:"kid"`
+	}
+	if err := json.Unmarshal(b, &h); err != nil || h.Kid == "" {
+		t.Fatalf("token header %s: %v", b, err)
+	}
+	return h.Kid
 }
 
 var e2eDemoSummary = regexp.MustCompile(`(?m)^all (\d+) steps passed$`)

@@ -76,7 +76,7 @@ Exit codes: 0 ok, 1 error, 2 usage.`,
 	root.SetErr(streams.ErrOut)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.PersistentFlags().StringVar(&g.db, "db", "authline.db", "path of the SQLite database")
-	root.AddCommand(newServeCmd(g, streams), newUserCmd(g, streams), newVersionCmd(streams))
+	root.AddCommand(newServeCmd(g, streams), newUserCmd(g, streams), newKeysCmd(g, streams), newVersionCmd(streams))
 	return root
 }
 

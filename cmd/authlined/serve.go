@@ -29,6 +29,7 @@ type serveOptions struct {
 
 	listen            string
 	keyFile           string
+	tokenAlg          string
 	tokenTTL          time.Duration
 	refreshTTL        time.Duration
 	syncInterval      time.Duration
@@ -70,7 +71,8 @@ cross the network in clear text.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&opts.listen, "listen", "127.0.0.1:7411", "TCP address to listen on")
-	f.StringVar(&opts.keyFile, "key-file", "", "token signing key, created with mode 0600 on first start (default: beside --db, with extension .key)")
+	f.StringVar(&opts.keyFile, "key-file", "", "HS256 key file, created with mode 0600 on first start and imported as the store's first signing key (default: beside --db, with extension .key)")
+	f.StringVar(&opts.tokenAlg, "token-alg", store.AlgHS256, "algorithm of new tokens: HS256 (a shared secret) or EdDSA (Ed25519: the JWKS command publishes the public keys)")
 	f.DurationVar(&opts.tokenTTL, "token-ttl", 15*time.Minute, "lifetime of access tokens")
 	f.DurationVar(&opts.refreshTTL, "refresh-ttl", auth.DefaultRefreshTTL, "lifetime of refresh tokens (each REFRESH issues a new one)")
 	f.DurationVar(&opts.syncInterval, "sync-interval", auth.DefaultSyncInterval, "how often to read the store's change feed (changes made by other processes apply within this)")
@@ -137,6 +139,13 @@ func runServe(ctx context.Context, opts *serveOptions) error {
 	if err != nil {
 		return err
 	}
+	alg, err := auth.ParseAlg(opts.tokenAlg)
+	if err != nil {
+		return usageErrorf("--token-alg: %v", err)
+	}
+	if opts.tokenTTL <= 0 {
+		return usageErrorf("--token-ttl must be positive, not %v", opts.tokenTTL)
+	}
 	if (opts.tlsCert == "") != (opts.tlsKey == "") {
 		return usageErrorf("--tls-cert and --tls-key go together")
 	}
@@ -162,13 +171,19 @@ func runServe(ctx context.Context, opts *serveOptions) error {
 	if keyFile == "" {
 		keyFile = defaultKeyFile(opts.db)
 	}
+	// The key file still exists for the tokens signed before the keys
+	// moved into the store: a store without keys starts with its key.
 	key, err := auth.LoadOrCreateKey(keyFile)
 	if err != nil {
 		return err
 	}
-	tokens, err := auth.NewTokens(key, auth.DefaultIssuer, opts.tokenTTL, nil)
+	keys, err := auth.PrepareSigningKeys(ctx, st, alg, key, log)
 	if err != nil {
-		return usageError{err}
+		return err
+	}
+	tokens, err := auth.NewTokensFromKeys(alg, keys, auth.DefaultIssuer, opts.tokenTTL, nil)
+	if err != nil {
+		return err
 	}
 	if opts.throttle.BaseDelay == 0 {
 		opts.throttle.BaseDelay = auth.DefaultThrottlePolicy.BaseDelay
@@ -187,6 +202,7 @@ func runServe(ctx context.Context, opts *serveOptions) error {
 		HashQueue:    hashQueue,
 		RefreshTTL:   opts.refreshTTL,
 		SyncInterval: opts.syncInterval,
+		Logger:       log,
 	})
 	if err != nil {
 		return usageError{err}
@@ -222,7 +238,8 @@ func runServe(ctx context.Context, opts *serveOptions) error {
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	log.Info("listening", "addr", ln.Addr().String(), "tls", useTLS, "db", opts.db, "version", version)
+	log.Info("listening", "addr", ln.Addr().String(), "tls", useTLS, "db", opts.db, "version", version,
+		"token_alg", alg, "kid", tokens.KeyID())
 
 	select {
 	case err := <-errc:

@@ -179,7 +179,8 @@ func (s *Service) changed(username, reason string) {
 }
 
 // Sync applies the store's change feed since the last call: changes made
-// by other instances or by `authlined user` on the same store.
+// by other instances or by `authlined user` and `authlined keys` on the
+// same store. Key changes reload the token key set (once per Sync).
 func (s *Service) Sync(ctx context.Context) error {
 	s.syncMu.Lock()
 	defer s.syncMu.Unlock()
@@ -194,13 +195,24 @@ func (s *Service) Sync(ctx context.Context) error {
 				s.changed(c.Username, c.Reason)
 			case store.ChangeRevoke:
 				s.cache.revoke(c.JTI, c.Expires)
+			case store.ChangeKeys:
+				s.keysStale = true
 			}
 			s.seq = c.Seq
 		}
 		if len(changes) < 1000 {
-			return nil
+			break
 		}
 	}
+	if s.keysStale && s.tokens.synced {
+		// Once for any number of key changes; retried at the next Sync
+		// if it fails.
+		if err := s.reloadKeys(ctx); err != nil {
+			return err
+		}
+	}
+	s.keysStale = false
+	return nil
 }
 
 // Run follows the change feed until ctx ends. A failing store is retried

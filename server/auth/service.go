@@ -1,6 +1,7 @@
 // Package auth is authlined's application logic: accounts with bcrypt
-// passwords, HS256 access tokens with revocation, and the resources that
-// GET serves. Service implements server.Backend.
+// passwords, access tokens (JWTs, HS256 or EdDSA, with keys kept in the
+// store) with revocation, and the resources that GET serves. Service
+// implements server.Backend.
 package auth
 
 import (
@@ -8,8 +9,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -43,6 +46,9 @@ type Config struct {
 	// longest another process's change can go unnoticed
 	// (DefaultSyncInterval).
 	SyncInterval time.Duration
+
+	// Logger records key set changes; nil discards.
+	Logger *slog.Logger
 }
 
 // Defaults of Config.
@@ -72,8 +78,15 @@ type Service struct {
 	syncInterval time.Duration
 	syncMu       sync.Mutex // one Sync at a time
 	seq          int64      // the last change applied; under syncMu
-	watchMu      sync.RWMutex
-	watchers     []func(username string)
+	// keysStale: a key change was read and the key set not yet reloaded
+	// (the reload failed); under syncMu.
+	keysStale bool
+	// lastKeyRefresh is when a token with an unknown kid last made
+	// VerifyToken read the change feed (unix nanoseconds).
+	lastKeyRefresh atomic.Int64
+	log            *slog.Logger
+	watchMu        sync.RWMutex
+	watchers       []func(username string)
 }
 
 var _ server.Backend = (*Service)(nil)
@@ -118,9 +131,17 @@ func New(cfg Config) (*Service, error) {
 	svc.cache = newCache()
 	svc.refreshTTL = cmp.Or(cfg.RefreshTTL, DefaultRefreshTTL)
 	svc.syncInterval = cmp.Or(cfg.SyncInterval, DefaultSyncInterval)
+	svc.log = orDiscard(cfg.Logger)
 	// Changes before now are already in the store; follow from here.
 	if svc.seq, err = cfg.Store.LatestChange(context.Background()); err != nil {
 		return nil, fmt.Errorf("auth: read change feed: %w", err)
+	}
+	if cfg.Tokens.synced {
+		// The keys were read before the feed's position: read them again,
+		// so that a change in between is not missed.
+		if err := svc.reloadKeys(context.Background()); err != nil {
+			return nil, fmt.Errorf("auth: %w", err)
+		}
 	}
 	return svc, nil
 }
@@ -314,6 +335,9 @@ func (s *Service) issue(ctx context.Context, id server.Identity, family string) 
 // answered from the cache in the steady state.
 func (s *Service) VerifyToken(ctx context.Context, _ server.Peer, token string) (server.Identity, error) {
 	claims, err := s.tokens.Parse(token)
+	if err != nil && errors.Is(err, errUnknownKID) && s.refreshKeys(ctx) {
+		claims, err = s.tokens.Parse(token)
+	}
 	if err != nil {
 		return server.Identity{}, err
 	}

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -14,11 +15,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/authline/authline/protocol"
+	"github.com/authline/authline/server/store"
 )
 
 // DefaultIssuer is the iss claim of authline tokens.
@@ -62,6 +65,7 @@ var (
 	errHeaderForbidden = errors.New("token header has a forbidden parameter (jku, jwk, x5u, x5c, x5t, x5t#S256 or crit)")
 	errHeaderTyp       = errors.New(`token header typ is not "JWT"`)
 	errUnknownKID      = errors.New("token header kid is missing or names no key of this server")
+	errAlgMismatch     = errors.New("token header alg is not the alg of the key its kid names")
 	errClaimMissing    = errors.New("token lacks one of iss, sub, jti, iat, exp")
 	errIssuer          = errors.New("token has the wrong issuer")
 	errLifetime        = errors.New("token lifetime exp - iat is not positive or exceeds the TTL")
@@ -80,36 +84,109 @@ type Claims struct {
 	jwt.RegisteredClaims
 }
 
-// hmacKey is one HS256 secret and its key id.
-type hmacKey struct {
-	kid    string
-	secret []byte
-	// verify is secret as the keyfunc returns it, boxed once so that
-	// looking a key up does not allocate.
+// signingKey is one key of a key set, ready to sign or to verify.
+type signingKey struct {
+	kid     string
+	alg     string // store.AlgHS256 or store.AlgEdDSA
+	method  jwt.SigningMethod
+	sign    any // []byte (HS256) or ed25519.PrivateKey
+	created time.Time
+	// verify is what the keyfunc returns: the HS256 secret or the
+	// ed25519.PublicKey, boxed once so that looking a key up does not
+	// allocate.
 	verify any
 }
 
-func newHMACKey(secret []byte) *hmacKey {
-	s := bytes.Clone(secret)
-	return &hmacKey{kid: KeyID(s), secret: s, verify: s}
+// newSigningKey checks a stored key and prepares it. Key material is
+// copied: the caller may reuse its slices.
+func newSigningKey(k store.SigningKey) (*signingKey, error) {
+	if k.KID == "" {
+		return nil, errors.New("signing key without kid")
+	}
+	sk := &signingKey{kid: k.KID, alg: k.Alg, created: k.CreatedAt}
+	switch k.Alg {
+	case store.AlgHS256:
+		if len(k.Private) < keyBytes {
+			return nil, fmt.Errorf("signing key %s: HS256 secret is %d bytes, need at least %d", k.KID, len(k.Private), keyBytes)
+		}
+		secret := bytes.Clone(k.Private)
+		sk.method, sk.sign, sk.verify = jwt.SigningMethodHS256, secret, secret
+	case store.AlgEdDSA:
+		if len(k.Private) != ed25519.PrivateKeySize || len(k.Public) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("signing key %s: Ed25519 keys are %d and %d bytes, not %d and %d",
+				k.KID, ed25519.PrivateKeySize, ed25519.PublicKeySize, len(k.Private), len(k.Public))
+		}
+		// The public key must be the one the private key's seed makes:
+		// a mismatch would issue tokens that the published key refuses.
+		priv := ed25519.NewKeyFromSeed(ed25519.PrivateKey(k.Private).Seed())
+		pub := priv.Public().(ed25519.PublicKey)
+		if !bytes.Equal(pub, k.Public) {
+			return nil, fmt.Errorf("signing key %s: the Ed25519 public key does not belong to the private key", k.KID)
+		}
+		sk.method, sk.sign, sk.verify = jwt.SigningMethodEdDSA, priv, pub
+	default:
+		return nil, fmt.Errorf("signing key %s: unknown alg %q", k.KID, k.Alg)
+	}
+	return sk, nil
+}
+
+// keySet is an immutable set of keys: Tokens replaces it whole.
+type keySet struct {
+	current *signingKey            // signs new tokens
+	byKID   map[string]*signingKey // every key that verifies
+	jwks    *protocol.JWKSData     // the public keys (EdDSA)
+}
+
+// newKeySet prepares keys; the current key is the newest of alg (by
+// creation time, then kid, as store.SigningKeys orders them).
+func newKeySet(alg string, keys []store.SigningKey) (*keySet, error) {
+	set := &keySet{byKID: make(map[string]*signingKey, len(keys))}
+	for _, k := range keys {
+		sk, err := newSigningKey(k)
+		if err != nil {
+			return nil, err
+		}
+		if set.byKID[sk.kid] != nil {
+			return nil, fmt.Errorf("two signing keys with kid %s", sk.kid)
+		}
+		set.byKID[sk.kid] = sk
+		if sk.alg == alg && (set.current == nil || newer(sk, set.current)) {
+			set.current = sk
+		}
+	}
+	if set.current == nil {
+		return nil, fmt.Errorf("no %s signing key among the %d keys", alg, len(keys))
+	}
+	set.jwks = JWKS(keys)
+	return set, nil
+}
+
+func newer(a, b *signingKey) bool {
+	if c := a.created.Compare(b.created); c != 0 {
+		return c > 0
+	}
+	return a.kid > b.kid
 }
 
 // KeyID is the kid header of tokens signed with key: the first 12 bytes of
 // the key's SHA-256, base64url (16 characters). It is stable across
 // restarts and changes with the key, and reveals nothing usable about a
-// 256-bit random key.
+// 256-bit random key. Ed25519 keys get the KeyID of their public key.
 func KeyID(key []byte) string {
 	sum := sha256.Sum256(key)
 	return base64.RawURLEncoding.EncodeToString(sum[:12])
 }
 
-// Tokens issues and verifies HS256 JWTs. Tokens are signed with the
-// current key and verified with the key their kid header names. There is
-// one key for now; keys is a map so that rotation can add the previous
-// keys as verify-only entries.
+// Tokens issues and verifies JWTs, HS256 or EdDSA. Tokens are signed with
+// the current key and verified with the key their kid header names, which
+// must be of the alg the header says. The key set is replaced whole
+// (SetKeys) while tokens are issued and parsed.
 type Tokens struct {
-	current *hmacKey
-	keys    map[string]*hmacKey // kid → key, every key that verifies
+	alg string // signs with the newest key of this alg
+	set atomic.Pointer[keySet]
+	// synced: the keys came from the store, and the Service keeps them in
+	// step with it (NewTokensFromKeys).
+	synced  bool
 	issuer  string
 	ttl     time.Duration
 	now     func() time.Time
@@ -117,11 +194,31 @@ type Tokens struct {
 	keyFunc jwt.Keyfunc // t.lookupKey, bound once so Parse does not allocate a closure
 }
 
-// NewTokens returns a token issuer and verifier. now may be nil
-// (time.Now).
+// NewTokens returns a token issuer and verifier with one HS256 key whose
+// kid is KeyID(key). now may be nil (time.Now).
 func NewTokens(key []byte, issuer string, ttl time.Duration, now func() time.Time) (*Tokens, error) {
 	if len(key) < keyBytes {
 		return nil, fmt.Errorf("signing key is %d bytes, need at least %d", len(key), keyBytes)
+	}
+	return newTokens(store.AlgHS256, []store.SigningKey{{KID: KeyID(key), Alg: store.AlgHS256, Private: key}}, issuer, ttl, now)
+}
+
+// NewTokensFromKeys returns a token issuer and verifier with the store's
+// signing keys: it signs with the newest key of alg and verifies with all
+// of them. A Service keeps its key set in step with the store (keys added
+// and retired by `authlined keys` or another instance). now may be nil.
+func NewTokensFromKeys(alg string, keys []store.SigningKey, issuer string, ttl time.Duration, now func() time.Time) (*Tokens, error) {
+	t, err := newTokens(alg, keys, issuer, ttl, now)
+	if err != nil {
+		return nil, err
+	}
+	t.synced = true
+	return t, nil
+}
+
+func newTokens(alg string, keys []store.SigningKey, issuer string, ttl time.Duration, now func() time.Time) (*Tokens, error) {
+	if !store.ValidAlg(alg) {
+		return nil, fmt.Errorf("token alg must be %s or %s, not %q", store.AlgHS256, store.AlgEdDSA, alg)
 	}
 	if ttl <= 0 {
 		return nil, fmt.Errorf("token TTL must be positive, got %v", ttl)
@@ -132,34 +229,55 @@ func NewTokens(key []byte, issuer string, ttl time.Duration, now func() time.Tim
 	if now == nil {
 		now = time.Now
 	}
-	k := newHMACKey(key)
 	t := &Tokens{
-		current: k,
-		keys:    map[string]*hmacKey{k.kid: k},
-		issuer:  issuer,
-		ttl:     ttl,
-		now:     now,
-		// The parser pins the algorithm (golang-jwt otherwise trusts the
-		// header's alg) and refuses non-canonical base64 (so a token has
-		// one spelling only). Parse validates the claims itself: golang-jwt
-		// would apply one leeway to exp as well as to iat and nbf, and
-		// report an expired token that also fails another claim check as
-		// expired (its errors are joined, and ErrTokenExpired matches).
+		alg:    alg,
+		issuer: issuer,
+		ttl:    ttl,
+		now:    now,
+		// The parser pins the algorithms (golang-jwt otherwise trusts the
+		// header's alg; lookupKey then requires the named key's own alg)
+		// and refuses non-canonical base64 (so a token has one spelling
+		// only). Parse validates the claims itself: golang-jwt would apply
+		// one leeway to exp as well as to iat and nbf, and report an
+		// expired token that also fails another claim check as expired
+		// (its errors are joined, and ErrTokenExpired matches).
 		parser: jwt.NewParser(
-			jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+			jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg(), jwt.SigningMethodEdDSA.Alg()}),
 			jwt.WithStrictDecoding(),
 			jwt.WithoutClaimsValidation(),
 		),
+	}
+	if err := t.SetKeys(keys); err != nil {
+		return nil, err
 	}
 	t.keyFunc = t.lookupKey
 	return t, nil
 }
 
+// SetKeys replaces the key set at once: tokens of keys not in keys stop
+// verifying, and the newest key of the Tokens' alg signs from now on. keys
+// must hold one of that alg; on error the set is left as it was.
+func (t *Tokens) SetKeys(keys []store.SigningKey) error {
+	set, err := newKeySet(t.alg, keys)
+	if err != nil {
+		return err
+	}
+	t.set.Store(set)
+	return nil
+}
+
 // TTL is the lifetime of issued tokens.
 func (t *Tokens) TTL() time.Duration { return t.ttl }
 
+// Alg is the algorithm of new tokens.
+func (t *Tokens) Alg() string { return t.alg }
+
 // KeyID is the kid of the key that signs new tokens.
-func (t *Tokens) KeyID() string { return t.current.kid }
+func (t *Tokens) KeyID() string { return t.set.Load().current.kid }
+
+// JWKS returns the public keys of the current set (EdDSA keys only); the
+// value is shared and must not be changed.
+func (t *Tokens) JWKS() *protocol.JWKSData { return t.set.Load().jwks }
 
 // Issue signs a token for the user at their current generation.
 func (t *Tokens) Issue(username, role string, gen int64) (string, *Claims, error) {
@@ -179,9 +297,10 @@ func (t *Tokens) Issue(username, role string, gen int64) (string, *Claims, error
 			ID:        jti,
 		},
 	}
-	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, claims) // header: alg, typ "JWT"
-	tok.Header["kid"] = t.current.kid
-	signed, err := tok.SignedString(t.current.secret)
+	k := t.set.Load().current
+	tok := jwt.NewWithClaims(k.method, claims) // header: alg, typ "JWT"
+	tok.Header["kid"] = k.kid
+	signed, err := tok.SignedString(k.sign)
 	if err != nil {
 		return "", nil, fmt.Errorf("sign token: %w", err)
 	}
@@ -204,9 +323,16 @@ func (t *Tokens) lookupKey(tok *jwt.Token) (any, error) {
 		}
 	}
 	kid, _ := h["kid"].(string)
-	k := t.keys[kid]
+	k := t.set.Load().byKID[kid]
 	if k == nil {
 		return nil, errUnknownKID
+	}
+	// Each key verifies its own alg only: an HS256 token under an Ed25519
+	// key's kid (whose public key is no secret: HMAC with it as the
+	// secret is the classic algorithm confusion) or the reverse is
+	// refused before any signature check.
+	if tok.Method.Alg() != k.alg {
+		return nil, errAlgMismatch
 	}
 	return k.verify, nil
 }
@@ -373,6 +499,11 @@ func LoadOrCreateKey(path string) ([]byte, error) {
 	}
 	return nil, fmt.Errorf("key file %s exists but cannot be opened (a dangling symbolic link?)", path)
 }
+
+// LoadKeyFile reads an existing key file with the checks of
+// LoadOrCreateKey, but never creates one: the error wraps fs.ErrNotExist
+// if there is none.
+func LoadKeyFile(path string) ([]byte, error) { return loadKey(path) }
 
 // loadKey reads and checks the key file; the error wraps fs.ErrNotExist
 // if there is none.

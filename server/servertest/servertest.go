@@ -4,6 +4,7 @@
 package servertest
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"log/slog"
@@ -22,11 +23,16 @@ import (
 
 // Options tune the test server. Zero values take test-friendly defaults.
 type Options struct {
-	TLSConfig  *tls.Config   // serve TLS when set
-	TokenTTL   time.Duration // default 30m
-	BcryptCost int           // default bcrypt.MinCost, to keep tests fast
-	Logger     *slog.Logger  // default discards
-	Dir        string        // directory for the database and key; default t.TempDir()
+	TLSConfig *tls.Config   // serve TLS when set
+	TokenTTL  time.Duration // default 30m
+	// TokenAlg is the algorithm of new tokens, store.AlgHS256 (default)
+	// or store.AlgEdDSA. As `authlined serve` does, the server imports
+	// the key file's key into the store and adds a key of TokenAlg if the
+	// store has none.
+	TokenAlg   string
+	BcryptCost int          // default bcrypt.MinCost, to keep tests fast
+	Logger     *slog.Logger // default discards
+	Dir        string       // directory for the database and key; default t.TempDir()
 	Now        func() time.Time
 
 	// Server fields; zero means the server's defaults, negative no limit.
@@ -46,6 +52,10 @@ type Options struct {
 	HashWorkers int
 	HashQueue   int
 	RefreshTTL  time.Duration
+	// SyncInterval is how often the server reads the store's change feed;
+	// default 20ms, so tests of changes made outside the service (another
+	// process, the store directly) need not wait long.
+	SyncInterval time.Duration
 
 	// WrapBackend, if set, wraps the real backend (to inject faults).
 	WrapBackend func(server.Backend) server.Backend
@@ -91,7 +101,16 @@ func Start(t testing.TB, opts Options) *Server {
 		st.Close()
 		t.Fatalf("key: %v", err)
 	}
-	tokens, err := auth.NewTokens(key, auth.DefaultIssuer, ttl, opts.Now)
+	alg := opts.TokenAlg
+	if alg == "" {
+		alg = store.AlgHS256
+	}
+	keys, err := auth.PrepareSigningKeys(context.Background(), st, alg, key, opts.Logger)
+	if err != nil {
+		st.Close()
+		t.Fatalf("signing keys: %v", err)
+	}
+	tokens, err := auth.NewTokensFromKeys(alg, keys, auth.DefaultIssuer, ttl, opts.Now)
 	if err != nil {
 		st.Close()
 		t.Fatalf("tokens: %v", err)
@@ -101,18 +120,17 @@ func Start(t testing.TB, opts Options) *Server {
 		ipLimit = &auth.IPRateLimit{}
 	}
 	s.Service, err = auth.New(auth.Config{
-		Store:       st,
-		Tokens:      tokens,
-		BcryptCost:  s.Cost,
-		Throttle:    opts.Throttle,
-		IPRateLimit: ipLimit,
-		HashWorkers: opts.HashWorkers,
-		HashQueue:   opts.HashQueue,
-		Now:         opts.Now,
-		RefreshTTL:  opts.RefreshTTL,
-		// Fast, so tests of changes made outside the service (another
-		// process, the store directly) need not wait long.
-		SyncInterval: 20 * time.Millisecond,
+		Store:        st,
+		Tokens:       tokens,
+		BcryptCost:   s.Cost,
+		Throttle:     opts.Throttle,
+		IPRateLimit:  ipLimit,
+		HashWorkers:  opts.HashWorkers,
+		HashQueue:    opts.HashQueue,
+		Now:          opts.Now,
+		RefreshTTL:   opts.RefreshTTL,
+		SyncInterval: cmp.Or(opts.SyncInterval, 20*time.Millisecond),
+		Logger:       opts.Logger,
 	})
 	if err != nil {
 		st.Close()

@@ -21,7 +21,8 @@ func ValidRole(role string) bool { return role == RoleUser || role == RoleAdmin 
 var (
 	// ErrNotFound: no such user (or other record).
 	ErrNotFound = errors.New("store: not found")
-	// ErrConflict: a user with that name exists already.
+	// ErrConflict: a user with that name (or another record with that
+	// key, such as a signing key's kid) exists already.
 	ErrConflict = errors.New("store: already exists")
 	// ErrUnavailable: the store cannot serve right now (closed, locked past
 	// its timeout, unreachable). Callers answer 503 and may retry.
@@ -65,14 +66,40 @@ const (
 	ChangeUser = "user"
 	// ChangeRevoke: a token id was revoked.
 	ChangeRevoke = "revoke"
+	// ChangeKeys: a signing key was added or retired; servers reload
+	// their key set (SigningKeys).
+	ChangeKeys = "keys"
 )
+
+// Token signing algorithms (JWS "alg" values).
+const (
+	AlgHS256 = "HS256" // HMAC-SHA256 with a shared secret
+	AlgEdDSA = "EdDSA" // Ed25519 signatures; the public key verifies
+)
+
+// ValidAlg reports whether alg is a signing algorithm authline knows.
+func ValidAlg(alg string) bool { return alg == AlgHS256 || alg == AlgEdDSA }
+
+// SigningKey is a token signing key. Keys are never changed once added;
+// retiring one removes it from SigningKeys for good (its kid is never
+// reused).
+type SigningKey struct {
+	KID string // the tokens' kid header; unique, also among retired keys
+	Alg string // AlgHS256 or AlgEdDSA
+	// Private is the HS256 secret, or the Ed25519 private key
+	// (ed25519.PrivateKey, 64 bytes).
+	Private []byte
+	// Public is the Ed25519 public key (32 bytes); nil for HS256.
+	Public    []byte
+	CreatedAt time.Time // kept to the millisecond
+}
 
 // Change is one entry of the change feed, which every instance (and the
 // offline admin tool) writes to and every server follows, to keep its
 // caches fresh without a store round-trip per request.
 type Change struct {
 	Seq      int64
-	Kind     string // ChangeUser or ChangeRevoke
+	Kind     string // ChangeUser, ChangeRevoke or ChangeKeys
 	Username string // ChangeUser
 	Reason   string // ChangeUser: why, e.g. "password_changed"; may be empty
 	JTI      string // ChangeRevoke
@@ -144,8 +171,9 @@ type Store interface {
 	// none.
 	LatestChange(ctx context.Context) (int64, error)
 	// Changes returns up to limit changes with Seq > after, oldest first.
-	// SetRole, SetDisabled, ChangePassword, BumpGeneration, DeleteUser and
-	// RevokeToken each append one in the same transaction as their change.
+	// SetRole, SetDisabled, ChangePassword, BumpGeneration, DeleteUser,
+	// RevokeToken, AddSigningKey and RetireSigningKey each append one in
+	// the same transaction as their change.
 	Changes(ctx context.Context, after int64, limit int) ([]Change, error)
 	// PurgeChanges deletes changes older than before.
 	PurgeChanges(ctx context.Context, before time.Time) (int, error)
@@ -158,6 +186,17 @@ type Store interface {
 	// PurgeRevocations deletes revocations that expired before now and
 	// returns how many it deleted.
 	PurgeRevocations(ctx context.Context, now time.Time) (int, error)
+
+	// AddSigningKey stores a new signing key; ErrConflict if a key with
+	// that kid exists or existed (retired). It records a ChangeKeys.
+	AddSigningKey(ctx context.Context, k SigningKey) error
+	// SigningKeys returns every key that is not retired, oldest first
+	// (by CreatedAt, then by KID).
+	SigningKeys(ctx context.Context) ([]SigningKey, error)
+	// RetireSigningKey retires a key at the given time: it is no longer
+	// returned by SigningKeys. ErrNotFound if there is no such key or it
+	// was retired already. It records a ChangeKeys.
+	RetireSigningKey(ctx context.Context, kid string, at time.Time) error
 
 	// AddLoginFailure counts one failed login for k at now and returns the
 	// counter. A counter whose last failure is older than now-window starts

@@ -59,6 +59,7 @@ type Store struct {
 	createRefresh, getRefresh, useRefresh, revokeFamily, purgeRefresh, deleteUserRefresh,
 	addChange, latestChange, changes, purgeChanges,
 	revokeToken, isRevoked, purgeRevocations,
+	addKey, signingKeys, retireKey,
 	addFailure, getFailures, resetFailures, clearFailures, purgeFailures *sql.Stmt
 	stmts []*sql.Stmt // every prepared statement above, for Close
 }
@@ -184,6 +185,10 @@ func (s *Store) init(ctx context.Context) error {
 			RETURNING expires_at`},
 		{&s.isRevoked, `SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ?)`},
 		{&s.purgeRevocations, `DELETE FROM revoked_tokens WHERE expires_at < ?`},
+		{&s.addKey, `INSERT INTO signing_keys (kid, alg, private, public, created_at) VALUES (?, ?, ?, ?, ?)`},
+		{&s.signingKeys, `SELECT kid, alg, private, public, created_at FROM signing_keys
+			WHERE retired_at IS NULL ORDER BY created_at, kid`},
+		{&s.retireKey, `UPDATE signing_keys SET retired_at = ? WHERE kid = ? AND retired_at IS NULL`},
 		{&s.addFailure, `INSERT INTO login_failures (username, ip, count, last_failure) VALUES (?1, ?2, 1, ?3)
 			ON CONFLICT (username, ip) DO UPDATE SET
 				count = CASE WHEN last_failure < ?4 THEN 1 ELSE count + 1 END,
@@ -779,6 +784,73 @@ func (s *Store) IsRevoked(ctx context.Context, jti string) (bool, error) {
 // seconds; a revocation expiring within now's second is kept.
 func (s *Store) PurgeRevocations(ctx context.Context, now time.Time) (int, error) {
 	return s.execCount(ctx, "purge revocations", s.purgeRevocations, now.Unix())
+}
+
+// checkSigningKey refuses a key that could never sign or verify.
+func checkSigningKey(k store.SigningKey) error {
+	switch {
+	case k.KID == "":
+		return errors.New("sqlite: signing key without kid")
+	case !store.ValidAlg(k.Alg):
+		return fmt.Errorf("sqlite: signing key %s: invalid alg %q", k.KID, k.Alg)
+	case len(k.Private) == 0:
+		return fmt.Errorf("sqlite: signing key %s: no private key", k.KID)
+	case (k.Alg == store.AlgEdDSA) != (len(k.Public) > 0):
+		return fmt.Errorf("sqlite: signing key %s: an %s key must have a public key, and only that alg", k.KID, store.AlgEdDSA)
+	}
+	return nil
+}
+
+// AddSigningKey implements store.Store. CreatedAt is kept to the
+// millisecond.
+func (s *Store) AddSigningKey(ctx context.Context, k store.SigningKey) error {
+	if err := checkSigningKey(k); err != nil {
+		return err
+	}
+	var public any // NULL for HS256
+	if len(k.Public) > 0 {
+		public = k.Public
+	}
+	return s.write(ctx, "add signing key", func(t txn) error {
+		if _, err := t.exec(s.addKey, k.KID, k.Alg, k.Private, public, k.CreatedAt.UnixMilli()); err != nil {
+			return err
+		}
+		return s.appendChange(t, store.Change{Kind: store.ChangeKeys})
+	})
+}
+
+// SigningKeys implements store.Store.
+func (s *Store) SigningKeys(ctx context.Context) ([]store.SigningKey, error) {
+	const op = "signing keys"
+	rows, err := s.signingKeys.QueryContext(ctx)
+	if err != nil {
+		return nil, s.err(op, err)
+	}
+	defer rows.Close()
+	var keys []store.SigningKey
+	for rows.Next() {
+		var k store.SigningKey
+		var created int64
+		if err := rows.Scan(&k.KID, &k.Alg, &k.Private, &k.Public, &created); err != nil {
+			return nil, s.err(op, err)
+		}
+		k.CreatedAt = time.UnixMilli(created).UTC()
+		keys = append(keys, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.err(op, err)
+	}
+	return keys, nil
+}
+
+// RetireSigningKey implements store.Store.
+func (s *Store) RetireSigningKey(ctx context.Context, kid string, at time.Time) error {
+	return s.write(ctx, "retire signing key", func(t txn) error {
+		if err := t.execOne(s.retireKey, at.UnixMilli(), kid); err != nil {
+			return err
+		}
+		return s.appendChange(t, store.Change{Kind: store.ChangeKeys})
+	})
 }
 
 // AddLoginFailure implements store.Store.

@@ -58,6 +58,11 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"RevokeToken", testRevokeToken},
 		{"RevokeTokenKeepsLaterExpiry", testRevokeTokenKeepsLaterExpiry},
 		{"PurgeRevocations", testPurgeRevocations},
+		{"SigningKeys", testSigningKeys},
+		{"SigningKeysOrder", testSigningKeysOrder},
+		{"SigningKeyInvalid", testSigningKeyInvalid},
+		{"RetireSigningKey", testRetireSigningKey},
+		{"ConcurrentRetireSigningKey", testConcurrentRetireSigningKey},
 		{"LoginFailures", testLoginFailures},
 		{"LoginFailuresWindow", testLoginFailuresWindow},
 		{"ConcurrentLoginFailures", testConcurrentLoginFailures},
@@ -453,6 +458,9 @@ func allCalls(s store.Store, ctx context.Context) map[string]func() error {
 		"ResetLoginFailures": func() error { return s.ResetLoginFailures(ctx, store.FailureKey{Username: "alice"}) },
 		"ClearLoginFailures": func() error { _, err := s.ClearLoginFailures(ctx, "alice"); return err },
 		"PurgeLoginFailures": func() error { _, err := s.PurgeLoginFailures(ctx, time.Now()); return err },
+		"AddSigningKey":      func() error { return s.AddSigningKey(ctx, hmacKey("kid-new", time.Now())) },
+		"SigningKeys":        func() error { _, err := s.SigningKeys(ctx); return err },
+		"RetireSigningKey":   func() error { return s.RetireSigningKey(ctx, "kid-seed", time.Now()) },
 	}
 }
 
@@ -561,8 +569,8 @@ func testConcurrentLoginFailures(t *testing.T, s store.Store) {
 	checkFailures(t, s, k, goroutines, now)
 }
 
-// seed stores a user, a revocation (and so a change) and a refresh token
-// for allCalls to aim at.
+// seed stores a user, a revocation and a signing key (and so two
+// changes) and a refresh token for allCalls to aim at.
 func seed(t *testing.T, s store.Store) {
 	t.Helper()
 	mustCreate(t, s, newUser("alice", store.RoleUser))
@@ -570,6 +578,7 @@ func seed(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	mustCreateRefresh(t, s, refreshToken("seed", "fam-seed", "alice", time.Now().Add(time.Hour)))
+	mustAddKey(t, s, hmacKey("kid-seed", time.Now()))
 }
 
 // A request whose deadline has passed gets ErrUnavailable (a 503), and
@@ -591,11 +600,12 @@ func testExpiredContext(t *testing.T, s store.Store) {
 	checkRevoked(t, s, "jti-1", true)
 	checkRevoked(t, s, "jti-2", false)
 	checkLatest(t, s, latest)
-	if cs := mustChanges(t, s, 0, 10); len(cs) != 1 {
-		t.Errorf("Changes = %+v, want the seed's one revocation", cs)
+	if cs := mustChanges(t, s, 0, 10); len(cs) != 2 {
+		t.Errorf("Changes = %+v, want the seed's revocation and key", cs)
 	}
 	checkUseFails(t, s, refreshHash("new"), time.Now(), store.ErrNotFound)
 	mustUse(t, s, refreshHash("seed"), time.Now()) // not used, revoked or purged
+	checkKIDs(t, s, "kid-seed")                    // neither retired nor joined by kid-new
 }
 
 func testClosed(t *testing.T, s store.Store) {
@@ -1087,6 +1097,12 @@ func testChangeFeed(t *testing.T, s store.Store) {
 	if _, err := s.BumpGeneration(ctx, "nobody", "x"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("BumpGeneration(nobody) = %v, want ErrNotFound", err)
 	}
+	if err := s.RetireSigningKey(ctx, "no-such-kid", now); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("RetireSigningKey(no-such-kid) = %v, want ErrNotFound", err)
+	}
+	if _, err := s.SigningKeys(ctx); err != nil {
+		t.Fatal(err)
+	}
 	checkLatest(t, s, 0)
 
 	exp := secondNow().Add(time.Hour)
@@ -1104,6 +1120,8 @@ func testChangeFeed(t *testing.T, s store.Store) {
 		{"RevokeToken", func() error { return s.RevokeToken(ctx, "jti-1", exp) }, store.Change{Kind: store.ChangeRevoke, JTI: "jti-1", Expires: exp}},
 		{"DeleteUser", func() error { return s.DeleteUser(ctx, "bob") }, userChange("bob", "deleted")},
 		{"SetRole(demote)", func() error { return s.SetRole(ctx, "alice", store.RoleUser) }, userChange("alice", "role_changed")},
+		{"AddSigningKey", func() error { return s.AddSigningKey(ctx, hmacKey("kid-1", now)) }, store.Change{Kind: store.ChangeKeys}},
+		{"RetireSigningKey", func() error { return s.RetireSigningKey(ctx, "kid-1", now) }, store.Change{Kind: store.ChangeKeys}},
 	}
 	var prev int64
 	for _, step := range steps {
@@ -1393,4 +1411,186 @@ func testConcurrentUseRefreshToken(t *testing.T, s store.Store) {
 		t.Fatal("no UseRefreshToken succeeded")
 	}
 	checkToken(t, got[winner], rt)
+}
+
+// keyBytes is fake key material, n bytes holding a NUL and non-UTF-8
+// bytes, so a backend that stores it as text fails.
+func keyBytes(seed string, n int) []byte {
+	b := make([]byte, 0, n)
+	for len(b) < n {
+		h := sha256.Sum256([]byte(fmt.Sprint(seed, len(b))))
+		b = append(b, h[:]...)
+	}
+	b = b[:n]
+	b[0], b[1], b[2] = 0x00, 0xff, '\n'
+	return b
+}
+
+// hmacKey and edKey are signing keys as the store sees them. Times are
+// sub-millisecond and non-UTC on purpose: only the instant, to the
+// millisecond, must round-trip.
+func hmacKey(kid string, created time.Time) store.SigningKey {
+	return store.SigningKey{KID: kid, Alg: store.AlgHS256, Private: keyBytes(kid, 32), CreatedAt: created}
+}
+
+func edKey(kid string, created time.Time) store.SigningKey {
+	return store.SigningKey{KID: kid, Alg: store.AlgEdDSA, Private: keyBytes(kid, 64), Public: keyBytes(kid+"/pub", 32), CreatedAt: created}
+}
+
+func mustAddKey(t *testing.T, s store.Store, keys ...store.SigningKey) {
+	t.Helper()
+	for _, k := range keys {
+		if err := s.AddSigningKey(t.Context(), k); err != nil {
+			t.Fatalf("AddSigningKey(%s): %v", k.KID, err)
+		}
+	}
+}
+
+func mustKeys(t *testing.T, s store.Store) []store.SigningKey {
+	t.Helper()
+	keys, err := s.SigningKeys(t.Context())
+	if err != nil {
+		t.Fatalf("SigningKeys: %v", err)
+	}
+	return keys
+}
+
+// checkKIDs checks the kids SigningKeys returns, in order.
+func checkKIDs(t *testing.T, s store.Store, want ...string) {
+	t.Helper()
+	var got []string
+	for _, k := range mustKeys(t, s) {
+		got = append(got, k.KID)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("SigningKeys = %q, want %q", got, want)
+	}
+}
+
+// checkKey compares a key with the one stored as want.
+func checkKey(t *testing.T, got, want store.SigningKey) {
+	t.Helper()
+	if got.KID != want.KID || got.Alg != want.Alg || !bytes.Equal(got.Private, want.Private) ||
+		!bytes.Equal(got.Public, want.Public) || (got.Public == nil) != (len(want.Public) == 0) {
+		t.Errorf("key %s = %+v, want %+v", want.KID, got, want)
+	}
+	if w := want.CreatedAt.Truncate(time.Millisecond); !got.CreatedAt.Equal(w) {
+		t.Errorf("key %s: CreatedAt = %v, want %v", want.KID, got.CreatedAt, w)
+	}
+}
+
+func testSigningKeys(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	if keys := mustKeys(t, s); len(keys) != 0 {
+		t.Fatalf("SigningKeys of a new store = %+v, want none", keys)
+	}
+	base := time.Date(2025, 6, 1, 10, 0, 0, 123456789, time.FixedZone("Z", -3*3600))
+	k1 := hmacKey("kid-1", base)
+	k2 := edKey("kid-2", base.Add(time.Minute))
+	k0 := hmacKey("kid-0", base.Add(-time.Hour)) // added last, oldest
+	mustAddKey(t, s, k1, k2, k0)
+	keys := mustKeys(t, s)
+	if len(keys) != 3 {
+		t.Fatalf("SigningKeys = %d keys, want 3", len(keys))
+	}
+	for i, want := range []store.SigningKey{k0, k1, k2} {
+		checkKey(t, keys[i], want)
+	}
+
+	// A kid is unique: a second key under it is refused and changes
+	// nothing.
+	latest := mustLatest(t, s)
+	dup := edKey("kid-1", base.Add(time.Hour))
+	if err := s.AddSigningKey(ctx, dup); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("AddSigningKey(duplicate kid) = %v, want ErrConflict", err)
+	}
+	checkLatest(t, s, latest)
+	keys = mustKeys(t, s)
+	if len(keys) != 3 {
+		t.Fatalf("SigningKeys after a refused add = %d keys, want 3", len(keys))
+	}
+	checkKey(t, keys[1], k1)
+}
+
+// Keys created in the same millisecond come in kid order, so every
+// instance agrees on which one is the newest.
+func testSigningKeysOrder(t *testing.T, s store.Store) {
+	at := time.UnixMilli(time.Now().UnixMilli())
+	mustAddKey(t, s, hmacKey("kid-c", at), hmacKey("kid-a", at), edKey("kid-b", at), hmacKey("kid-0", at.Add(time.Millisecond)))
+	checkKIDs(t, s, "kid-a", "kid-b", "kid-c", "kid-0")
+}
+
+func testSigningKeyInvalid(t *testing.T, s store.Store) {
+	now := time.Now()
+	noPublic := edKey("kid-nopub", now)
+	noPublic.Public = nil
+	withPublic := hmacKey("kid-pub", now)
+	withPublic.Public = keyBytes("p", 32)
+	noPrivate := hmacKey("kid-nopriv", now)
+	noPrivate.Private = nil
+	for name, k := range map[string]store.SigningKey{
+		"alg RS256":              {KID: "kid-rs", Alg: "RS256", Private: keyBytes("x", 32), CreatedAt: now},
+		"alg hs256":              {KID: "kid-lower", Alg: "hs256", Private: keyBytes("x", 32), CreatedAt: now},
+		"no alg":                 {KID: "kid-none", Private: keyBytes("x", 32), CreatedAt: now},
+		"no kid":                 hmacKey("", now),
+		"EdDSA without a public": noPublic,
+		"HS256 with a public":    withPublic,
+		"no private key":         noPrivate,
+	} {
+		if err := s.AddSigningKey(t.Context(), k); err == nil || errors.Is(err, store.ErrConflict) {
+			t.Errorf("AddSigningKey(%s) = %v, want a non-conflict error", name, err)
+		}
+	}
+	checkKIDs(t, s)
+	checkLatest(t, s, 0)
+}
+
+func testRetireSigningKey(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	now := time.Now()
+	mustAddKey(t, s, hmacKey("kid-1", now.Add(-2*time.Hour)), edKey("kid-2", now.Add(-time.Hour)), hmacKey("kid-3", now))
+	must(t, "RetireSigningKey(kid-2)", s.RetireSigningKey(ctx, "kid-2", now))
+	checkKIDs(t, s, "kid-1", "kid-3")
+
+	latest := mustLatest(t, s)
+	for _, kid := range []string{"kid-2", "kid-9", "", "KID-1"} {
+		if err := s.RetireSigningKey(ctx, kid, now); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("RetireSigningKey(%q) = %v, want ErrNotFound", kid, err)
+		}
+	}
+	checkLatest(t, s, latest) // refused calls record nothing
+	// A retired kid stays taken: its tokens must never verify again.
+	if err := s.AddSigningKey(ctx, edKey("kid-2", now)); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("AddSigningKey(retired kid) = %v, want ErrConflict", err)
+	}
+	// Every key can go, the last one too: which keys must stay is the
+	// caller's policy.
+	must(t, "RetireSigningKey(kid-3)", s.RetireSigningKey(ctx, "kid-3", now))
+	must(t, "RetireSigningKey(kid-1)", s.RetireSigningKey(ctx, "kid-1", now))
+	checkKIDs(t, s)
+	mustAddKey(t, s, hmacKey("kid-4", now))
+	checkKIDs(t, s, "kid-4")
+}
+
+// Of many concurrent retirements of one key, exactly one succeeds and
+// records a change.
+func testConcurrentRetireSigningKey(t *testing.T, s store.Store) {
+	mustAddKey(t, s, hmacKey("kid-1", time.Now()), hmacKey("kid-2", time.Now()))
+	before := mustLatest(t, s)
+	ok := 0
+	for i, err := range run(func(int) error { return s.RetireSigningKey(t.Context(), "kid-1", time.Now()) }) {
+		switch {
+		case err == nil:
+			ok++
+		case !errors.Is(err, store.ErrNotFound):
+			t.Errorf("RetireSigningKey #%d = %v, want nil or ErrNotFound", i, err)
+		}
+	}
+	if ok != 1 {
+		t.Errorf("%d RetireSigningKey calls succeeded, want 1", ok)
+	}
+	checkKIDs(t, s, "kid-2")
+	if cs := mustChanges(t, s, before, 100); len(cs) != 1 {
+		t.Errorf("changes after the retirements = %+v, want one", cs)
+	}
 }
