@@ -172,7 +172,7 @@ func TestCraftedTokens(t *testing.T) {
 	now := time.Now().Truncate(time.Second)
 	hdr := map[string]any{"alg": "HS256", "typ": "JWT", "kid": kid}
 	cl := map[string]any{
-		"iss": auth.DefaultIssuer, "sub": "alice", "role": "user", "gen": 1, "jti": "crafted-token-id-0001",
+		"iss": auth.DefaultIssuer, "sub": "alice", "role": "user", "gen": genOf(t, good), "jti": "crafted-token-id-0001",
 		"iat": now.Unix(), "exp": now.Add(ttl).Unix(),
 	}
 	// Sanity: the helpers sign the way the server does.
@@ -312,4 +312,21 @@ func userNames(t testing.TB, srv *servertest.Server) []string {
 	}
 	slices.Sort(names)
 	return names
+}
+
+// genOf reads the gen claim of a real token, so crafted ones can carry
+// the user's current generation.
+func genOf(t *testing.T, token string) int64 {
+	t.Helper()
+	payload, err := base64.RawURLEncoding.DecodeString(strings.Split(token, ".")[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c struct {
+		Gen int64 `json:"gen"`
+	}
+	if err := json.Unmarshal(payload, &c); err != nil || c.Gen == 0 {
+		t.Fatalf("no gen claim in %s: %v", payload, err)
+	}
+	return c.Gen
 }

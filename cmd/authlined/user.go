@@ -120,7 +120,7 @@ func runUserAdd(ctx context.Context, opts *userAddOptions) error {
 		return usageError{err}
 	}
 	return withStore(ctx, opts.globalOptions, true, func(st store.Store) error {
-		err := st.CreateUser(ctx, store.User{Username: name, PasswordHash: hash, Role: opts.role, CreatedAt: time.Now()})
+		err := st.CreateUser(ctx, store.User{Username: name, PasswordHash: hash, Role: opts.role, CreatedAt: time.Now(), Generation: auth.NewGeneration()})
 		if errors.Is(err, store.ErrConflict) {
 			return fmt.Errorf("user %s already exists", name)
 		}

@@ -39,7 +39,12 @@ func (s *Service) Admin(ctx context.Context, id *server.Identity, req *protocol.
 	case protocol.CmdSetRole:
 		err, reason, msg = s.store.SetRole(ctx, name, req.Role), "role_changed", "role set to "+req.Role
 	case protocol.CmdDisable:
+		// Disabling also ends every token and session for good: enabling
+		// again lets the user log in, it does not bring old tokens back.
 		err, reason, msg = s.store.SetDisabled(ctx, name, true), protocol.SessionEndedDisabled, "user disabled"
+		if err == nil {
+			_, err = s.store.BumpGeneration(ctx, name, protocol.SessionEndedDisabled)
+		}
 	case protocol.CmdEnable:
 		err, reason, msg = s.store.SetDisabled(ctx, name, false), "enabled", "user enabled"
 	case protocol.CmdRevoke:

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -18,6 +19,15 @@ import (
 
 // refreshBytes is the entropy of a refresh token: 256 bits.
 const refreshBytes = 32
+
+// NewGeneration returns the starting generation of a new account: random,
+// so that the tokens of a deleted account never match a new account that
+// takes the same name.
+func NewGeneration() int64 {
+	var b [8]byte
+	rand.Read(b[:])
+	return int64(binary.BigEndian.Uint64(b[:])>>11) + 1 // 1 .. 2^53, exact in JSON numbers
+}
 
 // newRefreshToken returns an opaque refresh token and the hash under
 // which it is stored; the token itself is never stored.
@@ -37,7 +47,7 @@ func hashRefresh(tok string) []byte {
 
 var (
 	errRefreshInvalid = protocol.Errorf(protocol.CodeInvalidToken, "refresh token is invalid or expired")
-	errRefreshReused  = protocol.Errorf(protocol.CodeInvalidToken, "refresh token was already used: every token of this login has been revoked")
+	errRefreshReused  = protocol.Errorf(protocol.CodeInvalidToken, "refresh token was already used: every refresh token of this login has been revoked")
 )
 
 // Refresh implements server.Backend, with rotation: the presented token
@@ -61,8 +71,14 @@ func (s *Service) Refresh(ctx context.Context, _ server.Peer, refreshToken strin
 		return server.Identity{}, server.IssuedToken{}, storeError(err)
 	}
 	u, err := s.cache.user(ctx, s.store, rt.Username)
+	if err != nil && !isNotFound(err) {
+		return server.Identity{}, server.IssuedToken{}, storeError(err)
+	}
 	if err != nil || u.Disabled || u.Gen != rt.Generation {
-		if err != nil && !isNotFound(err) {
+		// The login is over (user deleted, disabled, or their tokens
+		// ended): drop its whole family, so that a later try with this
+		// token is "invalid", not taken for a theft.
+		if err := s.store.RevokeRefreshFamily(ctx, rt.Family); err != nil {
 			return server.Identity{}, server.IssuedToken{}, storeError(err)
 		}
 		return server.Identity{}, server.IssuedToken{}, errRefreshInvalid

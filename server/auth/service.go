@@ -193,7 +193,7 @@ func (s *Service) Register(ctx context.Context, peer server.Peer, username, pass
 	if err != nil {
 		return server.Identity{}, fmt.Errorf("bcrypt: %w", err)
 	}
-	u := store.User{Username: name, PasswordHash: hash, Role: store.RoleUser, CreatedAt: time.Now()}
+	u := store.User{Username: name, PasswordHash: hash, Role: store.RoleUser, CreatedAt: time.Now(), Generation: NewGeneration()}
 	if err := s.store.CreateUser(ctx, u); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return server.Identity{}, errConflict

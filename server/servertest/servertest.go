@@ -202,7 +202,7 @@ func (s *Server) AddUser(t testing.TB, username, password, role string) {
 	if err != nil {
 		t.Fatalf("hash password: %v", err)
 	}
-	u := store.User{Username: username, PasswordHash: hash, Role: role, CreatedAt: time.Now()}
+	u := store.User{Username: username, PasswordHash: hash, Role: role, CreatedAt: time.Now(), Generation: auth.NewGeneration()}
 	if err := s.Store.CreateUser(context.Background(), u); err != nil {
 		t.Fatalf("add user %s: %v", username, err)
 	}
