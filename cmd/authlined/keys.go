@@ -74,6 +74,9 @@ func (o *keysOptions) importKeyFile(ctx context.Context, st store.Store) error {
 	if path == "" {
 		path = defaultKeyFile(o.db)
 	}
+	if path == "" {
+		return nil // a PostgreSQL store without --key-file: no key file
+	}
 	key, err := auth.LoadKeyFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil

@@ -20,7 +20,7 @@ import (
 	"github.com/authline/authline/server"
 	"github.com/authline/authline/server/auth"
 	"github.com/authline/authline/server/store"
-	"github.com/authline/authline/server/store/sqlite"
+	"github.com/authline/authline/server/store/storeopen"
 )
 
 type serveOptions struct {
@@ -113,9 +113,14 @@ func off[T int | time.Duration](v T) T {
 	return v
 }
 
-// defaultKeyFile puts the key beside the database: data/authline.db gets
-// data/authline.key.
+// defaultKeyFile puts the key beside an SQLite database: data/authline.db
+// gets data/authline.key. A PostgreSQL store has none ("").
 func defaultKeyFile(db string) string {
+	path, ok := storeopen.SQLitePath(db)
+	if !ok {
+		return ""
+	}
+	db = path
 	return strings.TrimSuffix(db, filepath.Ext(db)) + ".key"
 }
 
@@ -162,7 +167,7 @@ func runServe(ctx context.Context, opts *serveOptions) error {
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 
-	st, err := sqlite.Open(ctx, opts.db)
+	st, err := storeopen.Open(ctx, opts.db)
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}
@@ -173,9 +178,13 @@ func runServe(ctx context.Context, opts *serveOptions) error {
 	}
 	// The key file still exists for the tokens signed before the keys
 	// moved into the store: a store without keys starts with its key.
-	key, err := auth.LoadOrCreateKey(keyFile)
-	if err != nil {
-		return err
+	// A PostgreSQL store has no "beside the database": there keys live
+	// in the store only, unless --key-file names one.
+	var key []byte
+	if keyFile != "" {
+		if key, err = auth.LoadOrCreateKey(keyFile); err != nil {
+			return err
+		}
 	}
 	keys, err := auth.PrepareSigningKeys(ctx, st, alg, key, log)
 	if err != nil {
@@ -208,7 +217,7 @@ func runServe(ctx context.Context, opts *serveOptions) error {
 		return usageError{err}
 	}
 	if n, err := st.CountAdmins(ctx); err == nil && n == 0 {
-		log.Warn("the store has no admin; create one with: authlined user add NAME --role admin --db " + opts.db)
+		log.Warn("the store has no admin; create one with: authlined user add NAME --role admin --db " + storeopen.Redact(opts.db))
 	}
 
 	ln, err := net.Listen("tcp", opts.listen)
@@ -238,7 +247,7 @@ func runServe(ctx context.Context, opts *serveOptions) error {
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	log.Info("listening", "addr", ln.Addr().String(), "tls", useTLS, "db", opts.db, "version", version,
+	log.Info("listening", "addr", ln.Addr().String(), "tls", useTLS, "db", storeopen.Redact(opts.db), "version", version,
 		"token_alg", alg, "kid", tokens.KeyID())
 
 	select {

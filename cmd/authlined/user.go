@@ -16,7 +16,7 @@ import (
 
 	"github.com/authline/authline/server/auth"
 	"github.com/authline/authline/server/store"
-	"github.com/authline/authline/server/store/sqlite"
+	"github.com/authline/authline/server/store/storeopen"
 )
 
 func newUserCmd(g *globalOptions, streams Streams) *cobra.Command {
@@ -51,12 +51,12 @@ func auditLog(streams Streams) *slog.Logger {
 // the database: for the others a mistyped --db is an error, not a new
 // empty store.
 func withStore(ctx context.Context, g *globalOptions, create bool, fn func(store.Store) error) error {
-	if !create {
-		if _, err := os.Stat(g.db); err != nil {
-			return fmt.Errorf("no database at %s (set --db or AUTHLINE_DB): %w", g.db, err)
+	if path, isFile := storeopen.SQLitePath(g.db); isFile && !create {
+		if _, err := os.Stat(path); err != nil {
+			return fmt.Errorf("no database at %s (set --db or AUTHLINE_DB): %w", path, err)
 		}
 	}
-	st, err := sqlite.Open(ctx, g.db)
+	st, err := storeopen.Open(ctx, g.db)
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}
