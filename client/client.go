@@ -186,8 +186,12 @@ func (c *Client) readHello(ctx context.Context, lines *bufio.Scanner) error {
 // events go to OnEvent, responses to the waiting request. Whatever ends it
 // (bye, end of stream, read error, undecodable line) closes the Client.
 func (c *Client) readLoop(lines *bufio.Scanner) {
-	defer close(c.readerDone)
-	defer c.shutdown()
+	// readerDone closes before the connection does, so a request whose
+	// write fails on the closed connection finds the reason already set.
+	defer func() {
+		close(c.readerDone)
+		c.shutdown()
+	}()
 	for {
 		msg, err := readMessage(lines)
 		if err != nil {
@@ -488,6 +492,11 @@ func (c *Client) exchange(ctx context.Context, req *request, line []byte) (*prot
 	_, err := c.conn.Write(line)
 	stop()
 	if err != nil {
+		select {
+		case <-c.readerDone: // the server said bye, or the stream ended: say why
+			return nil, c.readerError(ctx, req.Cmd)
+		default:
+		}
 		return nil, c.wireError(ctx, req.Cmd, err)
 	}
 	var msg *protocol.Message

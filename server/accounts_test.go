@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -260,4 +259,19 @@ func TestChangesFromElsewhereApply(t *testing.T) {
 	w.expect("GET protected "+tok.Token, 401, protocol.CodeInvalidToken)
 }
 
-var _ = json.Valid
+
+// LOGOUT with an access token ends its login: the refresh token that came
+// with it can no longer mint new tokens. Other logins go on.
+func TestLogoutTokenEndsItsRefreshTokens(t *testing.T) {
+	srv := servertest.Start(t, servertest.Options{})
+	srv.AddUser(t, "leo", "kitten-orbit-1", "user")
+	w := openWire(t, srv.Addr)
+	first := loginTokens(t, w, "leo", "kitten-orbit-1")
+	other := loginTokens(t, w, "leo", "kitten-orbit-1")
+	// A refreshed token belongs to the same login.
+	second := data[protocol.LoginData](t, w.expect("REFRESH "+first.RefreshToken, 200, ""))
+	w.expect("LOGOUT "+second.Token, 200, "")
+	w.expect("REFRESH "+second.RefreshToken, 401, protocol.CodeInvalidToken)
+	w.expect("GET protected "+other.Token, 200, "")
+	w.expect("REFRESH "+other.RefreshToken, 200, "")
+}

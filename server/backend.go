@@ -20,6 +20,7 @@ type Identity struct {
 
 	// Set for token identities.
 	TokenID   string
+	Family    string // the login's refresh-token family, if any
 	ExpiresAt time.Time
 }
 

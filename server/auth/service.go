@@ -306,7 +306,7 @@ func (s *Service) IssueToken(ctx context.Context, id server.Identity) (server.Is
 
 // issue signs an access token and stores a refresh token of the family.
 func (s *Service) issue(ctx context.Context, id server.Identity, family string) (server.IssuedToken, error) {
-	signed, claims, err := s.tokens.Issue(id.Username, id.Role, id.Gen)
+	signed, claims, err := s.tokens.IssueForLogin(id.Username, id.Role, id.Gen, family)
 	if err != nil {
 		return server.IssuedToken{}, err
 	}
@@ -367,6 +367,7 @@ func (s *Service) VerifyToken(ctx context.Context, _ server.Peer, token string) 
 		Auth:      protocol.AuthToken,
 		Gen:       u.Gen,
 		TokenID:   claims.ID,
+		Family:    claims.Fam,
 		ExpiresAt: claims.ExpiresAt.Time,
 	}, nil
 }
@@ -380,6 +381,13 @@ func (s *Service) RevokeToken(ctx context.Context, id server.Identity) error {
 		return storeError(err)
 	}
 	s.cache.revoke(id.TokenID, id.ExpiresAt)
+	// Logging out with a token ends its whole login: the refresh tokens
+	// of its family could otherwise mint new access tokens for a week.
+	if id.Family != "" {
+		if err := s.store.RevokeRefreshFamily(ctx, id.Family); err != nil {
+			return storeError(err)
+		}
+	}
 	return nil
 }
 

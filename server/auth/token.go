@@ -81,6 +81,9 @@ type Claims struct {
 	// whose gen is older than the user's current one was ended by a
 	// password change, a logout everywhere or a revoke.
 	Gen int64 `json:"gen"`
+	// Fam names the login (refresh-token family) the token came from, so
+	// that a LOGOUT with the token can end the login's refresh tokens too.
+	Fam string `json:"fam,omitempty"`
 	jwt.RegisteredClaims
 }
 
@@ -281,6 +284,12 @@ func (t *Tokens) JWKS() *protocol.JWKSData { return t.set.Load().jwks }
 
 // Issue signs a token for the user at their current generation.
 func (t *Tokens) Issue(username, role string, gen int64) (string, *Claims, error) {
+	return t.IssueForLogin(username, role, gen, "")
+}
+
+// IssueForLogin signs a token that also names its login's refresh-token
+// family (fam).
+func (t *Tokens) IssueForLogin(username, role string, gen int64, family string) (string, *Claims, error) {
 	now := t.now().Truncate(time.Second)
 	jti, err := randomID()
 	if err != nil {
@@ -289,6 +298,7 @@ func (t *Tokens) Issue(username, role string, gen int64) (string, *Claims, error
 	claims := &Claims{
 		Role: role,
 		Gen:  gen,
+		Fam:  family,
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    t.issuer,
 			Subject:   username,
@@ -402,6 +412,7 @@ func tokenChars(s string) bool {
 type wireClaims struct {
 	Role      string           `json:"role"`
 	Gen       int64            `json:"gen"`
+	Fam       string           `json:"fam"`
 	Issuer    string           `json:"iss"`
 	Subject   string           `json:"sub"`
 	Audience  jwt.ClaimStrings `json:"aud"`
@@ -415,6 +426,7 @@ func (c *wireClaims) claims() *Claims {
 	return &Claims{
 		Role: c.Role,
 		Gen:  c.Gen,
+		Fam:  c.Fam,
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    c.Issuer,
 			Subject:   c.Subject,
