@@ -259,7 +259,6 @@ func TestChangesFromElsewhereApply(t *testing.T) {
 	w.expect("GET protected "+tok.Token, 401, protocol.CodeInvalidToken)
 }
 
-
 // LOGOUT with an access token ends its login: the refresh token that came
 // with it can no longer mint new tokens. Other logins go on.
 func TestLogoutTokenEndsItsRefreshTokens(t *testing.T) {
