@@ -562,14 +562,23 @@ func (c *conn) get(ctx context.Context, req *protocol.Request) {
 
 var errNotLoggedIn = protocol.Errorf(protocol.CodeUnauthenticated, "not logged in: LOGIN first or send a token")
 
-func (c *conn) whoami(ctx context.Context, req *protocol.Request) {
+// requireIdentity is identity for commands that need a user: it answers
+// the error itself (401 without a session or token) and reports false.
+func (c *conn) requireIdentity(ctx context.Context, req *protocol.Request) (*Identity, bool) {
 	id, err := c.identity(ctx, req)
+	if err == nil && id == nil {
+		err = errNotLoggedIn
+	}
 	if err != nil {
 		c.fail(req, err)
-		return
+		return nil, false
 	}
-	if id == nil {
-		c.fail(req, errNotLoggedIn)
+	return id, true
+}
+
+func (c *conn) whoami(ctx context.Context, req *protocol.Request) {
+	id, ok := c.requireIdentity(ctx, req)
+	if !ok {
 		return
 	}
 	c.whoamiData = protocol.WhoAmIData{Username: id.Username, Role: id.Role, Auth: id.Auth}
@@ -609,13 +618,8 @@ func (c *conn) logout(ctx context.Context, req *protocol.Request) {
 // logoutAll ends every session and token of the caller's user, here and
 // on every other connection and instance.
 func (c *conn) logoutAll(ctx context.Context, req *protocol.Request) {
-	id, err := c.identity(ctx, req)
-	if err != nil {
-		c.fail(req, err)
-		return
-	}
-	if id == nil {
-		c.fail(req, errNotLoggedIn)
+	id, ok := c.requireIdentity(ctx, req)
+	if !ok {
 		return
 	}
 	name := id.Username
@@ -646,13 +650,8 @@ func (c *conn) refresh(ctx context.Context, req *protocol.Request) {
 // with goes on: a session moves to the new generation, a token caller
 // gets a fresh token pair, since its token ended with all the others.
 func (c *conn) passwd(ctx context.Context, req *protocol.Request) {
-	id, err := c.identity(ctx, req)
-	if err != nil {
-		c.fail(req, err)
-		return
-	}
-	if id == nil {
-		c.fail(req, errNotLoggedIn)
+	id, ok := c.requireIdentity(ctx, req)
+	if !ok {
 		return
 	}
 	fromSession := id == c.session
