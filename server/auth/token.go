@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -138,6 +139,47 @@ type keySet struct {
 	current *signingKey            // signs new tokens
 	byKID   map[string]*signingKey // every key that verifies
 	jwks    *protocol.JWKSData     // the public keys (EdDSA)
+	// verified remembers tokens this set verified, so that a token used
+	// again costs a map lookup instead of a parse and a signature check.
+	// It belongs to the set: a new set (a key retired) starts empty.
+	verified verifiedTokens
+}
+
+// verifiedTokens maps a token, verbatim, to its claims. Only a token that
+// passed every check is stored; expiry is checked again on every hit.
+type verifiedTokens struct {
+	mu sync.RWMutex
+	m  map[string]*Claims
+}
+
+// maxVerifiedTokens bounds the cache; past it, expired entries are swept
+// and, if that frees nothing, new tokens are simply not cached.
+const maxVerifiedTokens = 1 << 17
+
+func (v *verifiedTokens) get(token string) *Claims {
+	v.mu.RLock()
+	c := v.m[token]
+	v.mu.RUnlock()
+	return c
+}
+
+func (v *verifiedTokens) put(token string, c *Claims, now time.Time) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.m == nil {
+		v.m = make(map[string]*Claims)
+	}
+	if len(v.m) >= maxVerifiedTokens {
+		for tok, old := range v.m {
+			if !now.Before(old.ExpiresAt.Time) {
+				delete(v.m, tok)
+			}
+		}
+		if len(v.m) >= maxVerifiedTokens {
+			return
+		}
+	}
+	v.m[token] = c
 }
 
 // newKeySet prepares keys; the current key is the newest of alg (by
@@ -350,9 +392,18 @@ func (t *Tokens) lookupKey(tok *jwt.Token) (any, error) {
 // Parse verifies a token and returns its claims. Errors are
 // *protocol.Error: token_expired only for a token whose signature, header
 // and other claims are all good, invalid_token for everything else.
+//
+// The returned claims may be shared with other callers: do not modify them.
 func (t *Tokens) Parse(token string) (*Claims, error) {
 	if len(token) > MaxTokenBytes {
 		return nil, protocol.Errorf(protocol.CodeInvalidToken, "token is too long")
+	}
+	set := t.set.Load()
+	if c := set.verified.get(token); c != nil {
+		if !t.now().Before(c.ExpiresAt.Time) {
+			return nil, protocol.Wrap(protocol.CodeTokenExpired, "token expired", jwt.ErrTokenExpired)
+		}
+		return c, nil
 	}
 	// encoding/base64 skips '\r' and '\n', so "sig\nnature" would decode
 	// like "signature"; a token has one spelling only.
@@ -387,7 +438,9 @@ func (t *Tokens) Parse(token string) (*Claims, error) {
 	if !now.Before(exp) {
 		return nil, protocol.Wrap(protocol.CodeTokenExpired, "token expired", jwt.ErrTokenExpired)
 	}
-	return wc.claims(), nil
+	claims := wc.claims()
+	set.verified.put(token, claims, now)
+	return claims, nil
 }
 
 func invalidToken(err error) *protocol.Error {

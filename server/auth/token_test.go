@@ -661,21 +661,70 @@ func TestLoadOrCreateKeyConcurrent(t *testing.T) {
 // algorithm (an Ed25519 verification costs far more than an HMAC).
 func BenchmarkParseToken(b *testing.B) {
 	for _, alg := range []string{store.AlgHS256, store.AlgEdDSA} {
-		b.Run(alg, func(b *testing.B) {
-			tk := edTestTokens(b, alg, nil, testKeys(b)...)
-			tk.now = time.Now
-			signed, _, err := tk.Issue("alice", "user", 1)
-			if err != nil {
-				b.Fatal(err)
+		for _, cached := range []bool{false, true} {
+			name := alg + "/first-use"
+			if cached {
+				name = alg + "/cached"
 			}
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := tk.Parse(signed); err != nil {
+			b.Run(name, func(b *testing.B) {
+				tk := edTestTokens(b, alg, nil, testKeys(b)...)
+				tk.now = time.Now
+				signed, _, err := tk.Issue("alice", "user", 1)
+				if err != nil {
 					b.Fatal(err)
 				}
-			}
-		})
+				set := tk.set.Load()
+				b.ReportAllocs()
+				for b.Loop() {
+					if !cached {
+						set.verified.m = nil // every parse verifies in full
+					}
+					if _, err := tk.Parse(signed); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
 	}
+}
+
+// TestVerifiedTokenCache: a cached token is still refused once expired,
+// and a new key set (a key retired) starts with an empty cache.
+func TestVerifiedTokenCache(t *testing.T) {
+	clock := time.Now()
+	tk, err := NewTokens(testKey(1), "", testTTL, func() time.Time { return clock })
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, _, err := tk.Issue("alice", "user", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := tk.Parse(signed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := tk.Parse(signed); err != nil || again != first {
+		t.Fatalf("second Parse = %p, %v; want the cached claims %p", again, err, first)
+	}
+	clock = clock.Add(testTTL)
+	if _, err := tk.Parse(signed); !isCode(err, protocol.CodeTokenExpired) {
+		t.Fatalf("cached token after expiry: %v, want token_expired", err)
+	}
+	clock = clock.Add(-testTTL)
+	other, err := NewTokens(testKey(2), "", testTTL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk.set.Store(other.set.Load()) // the old key is gone
+	if _, err := tk.Parse(signed); !isCode(err, protocol.CodeInvalidToken) {
+		t.Fatalf("cached token after its key went: %v, want invalid_token", err)
+	}
+}
+
+func isCode(err error, code protocol.Code) bool {
+	var pe *protocol.Error
+	return errors.As(err, &pe) && pe.Code == code
 }
 
 // BenchmarkParseTokenUnknownKID is the cost of refusing a token by its
