@@ -76,7 +76,7 @@ Exit codes: 0 ok, 1 error, 2 usage.`,
 	root.SetErr(streams.ErrOut)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.PersistentFlags().StringVar(&g.db, "db", "authline.db", "the store: an SQLite path (or sqlite://PATH), or a postgres:// URL (search_path selects the schema)")
-	root.AddCommand(newServeCmd(g, streams), newUserCmd(g, streams), newKeysCmd(g, streams), newVersionCmd(streams))
+	root.AddCommand(newServeCmd(g, streams), newUserCmd(g, streams), newKeysCmd(g, streams), newMigrateCmd(streams), newVersionCmd(streams))
 	return root
 }
 

@@ -233,15 +233,76 @@ func (s *Service) Sync(ctx context.Context) error {
 
 // Run follows the change feed until ctx ends. A failing store is retried
 // at the same pace; meanwhile the cache keeps serving what it knows.
+//
+// If the store can tell when the feed grows (store.ChangeNotifier, as the
+// PostgreSQL store does with LISTEN/NOTIFY), Run also reads the feed as
+// soon as it is told, so that changes made by other processes apply
+// within moments instead of within the sync interval. The interval's poll
+// stays, as the fallback for notices lost with their connection. Notices
+// that come while a Sync runs fold into one more Sync. While waiting for
+// notices fails (say, the database is down), Run polls only, and tries
+// again after a pause that doubles from 1s up to 10s. Run returns once the
+// goroutine that waits has ended.
 func (s *Service) Run(ctx context.Context) {
 	t := time.NewTicker(s.syncInterval)
 	defer t.Stop()
+	var wake chan struct{} // stays nil, never ready, without notices
+	if n, ok := s.store.(store.ChangeNotifier); ok {
+		wake = make(chan struct{}, 1)
+		ctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		defer func() {
+			cancel()
+			<-done
+		}()
+		go func() {
+			defer close(done)
+			const minPause, maxPause = time.Second, 10 * time.Second
+			pause, failing := minPause, false
+			for {
+				err := n.WaitForChange(ctx)
+				if ctx.Err() != nil {
+					return
+				}
+				if err == nil {
+					if failing {
+						s.log.Info("store change notices work again")
+						failing = false
+					}
+					pause = minPause
+					select {
+					case wake <- struct{}{}:
+					default: // a Sync is due already; it reads this change too
+					}
+					continue
+				}
+				if !failing {
+					s.log.Warn("cannot wait for store change notices; polling the change feed only until they work again",
+						"err", err, "sync_interval", s.syncInterval)
+					failing = true
+				}
+				timer := time.NewTimer(pause)
+				select {
+				case <-ctx.Done():
+					timer.Stop()
+					return
+				case <-timer.C:
+				}
+				pause = min(2*pause, maxPause)
+			}
+		}()
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 			s.Sync(ctx)
+		case <-wake:
+			s.Sync(ctx)
+			// The feed was just read: the next poll is due an interval
+			// from now.
+			t.Reset(s.syncInterval)
 		}
 	}
 }

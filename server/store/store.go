@@ -215,4 +215,63 @@ type Store interface {
 
 	// Close releases the store. Calls after Close return ErrUnavailable.
 	Close() error
+
+	// The methods below copy a store into another (authlined migrate):
+	// they enumerate what the methods above cannot, and write records
+	// exactly as another store holds them.
+
+	// CountUsers returns how many users there are.
+	CountUsers(ctx context.Context) (int, error)
+	// ReplaceUser overwrites every field of the existing user
+	// u.Username with u's (a zero Generation is stored as 1, as by
+	// CreateUser), in one transaction that records a ChangeUser with
+	// reason "replaced". ErrNotFound if there is no such user;
+	// ErrLastAdmin if it would demote or disable the last enabled admin.
+	ReplaceUser(ctx context.Context, u User) error
+	// ListRevocations returns the revocations that have not expired at
+	// now (those PurgeRevocations(now) would keep), ordered by JTI.
+	ListRevocations(ctx context.Context, now time.Time) ([]Revocation, error)
+	// AllSigningKeys returns every signing key, retired ones included
+	// with the time they were retired, oldest first (by CreatedAt, then
+	// by KID).
+	AllSigningKeys(ctx context.Context) ([]StoredSigningKey, error)
+	// ImportSigningKey stores k as another store holds it: active if
+	// retiredAt is zero, else retired at retiredAt (and so never
+	// returned by SigningKeys). ErrConflict if a key with that kid exists
+	// or existed. It records a ChangeKeys, like AddSigningKey.
+	ImportSigningKey(ctx context.Context, k SigningKey, retiredAt time.Time) error
+	// ListRefreshTokensAfter returns up to limit refresh tokens whose
+	// hashes sort after after (all if after is empty), ordered by hash
+	// (byte order), leaving out those that expired before now (those
+	// PurgeRefreshTokens(now) would delete). Used tokens are included,
+	// with their UsedAt.
+	ListRefreshTokensAfter(ctx context.Context, after []byte, limit int, now time.Time) ([]RefreshToken, error)
+}
+
+// Revocation is a revoked token id, as ListRevocations returns it.
+type Revocation struct {
+	JTI       string
+	ExpiresAt time.Time // in whole seconds
+}
+
+// StoredSigningKey is a signing key as the store keeps it, with its
+// retirement.
+type StoredSigningKey struct {
+	SigningKey
+	RetiredAt time.Time // zero while the key is active; to the millisecond
+}
+
+// ChangeNotifier is implemented by stores that can tell when the change
+// feed may have grown, so that followers need not wait for their next
+// poll. It is optional: a follower that has it still polls (Changes) now
+// and then, as notices can be lost with the connection that carries them.
+type ChangeNotifier interface {
+	// WaitForChange blocks until a change may have been appended to the
+	// feed since the previous call, by this or any other process, or
+	// until ctx ends (then it returns an error). It may return nil
+	// without a new change; the caller then reads the feed for nothing.
+	// An error other than ctx's means notices cannot be had right now
+	// (say, the connection was lost): the caller polls, and calls again
+	// later. Calls are meant to come from one goroutine at a time.
+	WaitForChange(ctx context.Context) error
 }

@@ -79,6 +79,7 @@ type Store struct {
 	pool   *pgxpool.Pool
 	where  string // host:port/database, without credentials, for errors
 	closed atomic.Bool
+	notify notifier // WaitForChange's listening connection (notify.go)
 }
 
 var _ store.Store = (*Store)(nil)
@@ -249,6 +250,7 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	s.stopListening()
 	s.pool.Close()
 	return nil
 }
@@ -397,10 +399,17 @@ func checkRole(role string) error {
 // seq order, one at a time. Only transactions that record a change (admin
 // actions and revocations, none of them on the hot path) queue on it; the
 // feed's readers take no lock.
+//
+// It also notifies the schema's channel, which PostgreSQL delivers to
+// WaitForChange's listeners when (and only if) the transaction commits.
 func appendChange(ctx context.Context, tx pgx.Tx, c store.Change) error {
 	var exp int64
 	if !c.Expires.IsZero() {
 		exp = c.Expires.Unix()
+	}
+	// Before the lock, to keep it short: the notice goes out on commit.
+	if err := notifyChange(ctx, tx); err != nil {
+		return err
 	}
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1, 'changes'::regclass::oid::int4)", feedLockClass); err != nil {
 		return err
@@ -933,4 +942,149 @@ func (s *Store) execCount(ctx context.Context, op, sql string, args ...any) (int
 		return 0, s.err(op, err)
 	}
 	return int(tag.RowsAffected()), nil
+}
+
+// The methods below serve authlined migrate.
+
+// CountUsers implements store.Store.
+func (s *Store) CountUsers(ctx context.Context) (int, error) {
+	var n int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM users`).Scan(&n); err != nil {
+		return 0, s.err("count users", err)
+	}
+	return n, nil
+}
+
+// ReplaceUser implements store.Store. Times are kept in whole seconds.
+// It locks the admins as SetRole does (see lockAdmins).
+func (s *Store) ReplaceUser(ctx context.Context, u store.User) error {
+	if err := checkRole(u.Role); err != nil {
+		return err
+	}
+	gen := u.Generation
+	if gen == 0 {
+		gen = 1
+	}
+	return s.write(ctx, "replace user", func(tx pgx.Tx) error {
+		if err := guardLastAdmin(ctx, tx, u.Username, u.Role != store.RoleAdmin || u.Disabled); err != nil {
+			return err
+		}
+		err := execOne(ctx, tx, `UPDATE users SET password_hash = $1, role = $2, created_at = $3, last_login = $4,
+			disabled = $5, generation = $6 WHERE username = $7`,
+			u.PasswordHash, u.Role, u.CreatedAt.Unix(), nullUnix(u.LastLogin), u.Disabled, gen, u.Username)
+		if err != nil {
+			return err
+		}
+		return appendChange(ctx, tx, userChange(u.Username, "replaced"))
+	})
+}
+
+// ListRevocations implements store.Store. Times are compared in whole
+// seconds, as by PurgeRevocations.
+func (s *Store) ListRevocations(ctx context.Context, now time.Time) ([]store.Revocation, error) {
+	const op = "list revocations"
+	rows, err := s.pool.Query(ctx, `SELECT jti, expires_at FROM revoked_tokens WHERE expires_at >= $1 ORDER BY jti`, now.Unix())
+	if err != nil {
+		return nil, s.err(op, err)
+	}
+	defer rows.Close()
+	var rs []store.Revocation
+	for rows.Next() {
+		var r store.Revocation
+		var exp int64
+		if err := rows.Scan(&r.JTI, &exp); err != nil {
+			return nil, s.err(op, err)
+		}
+		r.ExpiresAt = time.Unix(exp, 0).UTC()
+		rs = append(rs, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.err(op, err)
+	}
+	return rs, nil
+}
+
+// AllSigningKeys implements store.Store.
+func (s *Store) AllSigningKeys(ctx context.Context) ([]store.StoredSigningKey, error) {
+	const op = "all signing keys"
+	rows, err := s.pool.Query(ctx, `SELECT kid, alg, private, public, created_at, retired_at FROM signing_keys
+		ORDER BY created_at, kid`)
+	if err != nil {
+		return nil, s.err(op, err)
+	}
+	defer rows.Close()
+	var keys []store.StoredSigningKey
+	for rows.Next() {
+		var k store.StoredSigningKey
+		var created int64
+		var retired *int64
+		if err := rows.Scan(&k.KID, &k.Alg, &k.Private, &k.Public, &created, &retired); err != nil {
+			return nil, s.err(op, err)
+		}
+		k.CreatedAt = time.UnixMilli(created).UTC()
+		if retired != nil {
+			k.RetiredAt = time.UnixMilli(*retired).UTC()
+		}
+		keys = append(keys, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.err(op, err)
+	}
+	return keys, nil
+}
+
+// ImportSigningKey implements store.Store. Times are kept to the
+// millisecond.
+func (s *Store) ImportSigningKey(ctx context.Context, k store.SigningKey, retiredAt time.Time) error {
+	if err := checkSigningKey(k); err != nil {
+		return err
+	}
+	var public any // NULL for HS256
+	if len(k.Public) > 0 {
+		public = k.Public
+	}
+	return s.write(ctx, "import signing key", func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO signing_keys (kid, alg, private, public, created_at, retired_at)
+			VALUES ($1, $2, $3, $4, $5, $6)`, k.KID, k.Alg, k.Private, public, k.CreatedAt.UnixMilli(), nullUnixMilli(retiredAt))
+		if err != nil {
+			return err
+		}
+		return appendChange(ctx, tx, store.Change{Kind: store.ChangeKeys})
+	})
+}
+
+// ListRefreshTokensAfter implements store.Store. Expiry is compared to the
+// millisecond, as by PurgeRefreshTokens. A limit below 1 returns no tokens.
+func (s *Store) ListRefreshTokensAfter(ctx context.Context, after []byte, limit int, now time.Time) ([]store.RefreshToken, error) {
+	const op = "list refresh tokens"
+	if limit < 1 {
+		return nil, nil
+	}
+	if after == nil {
+		after = []byte{} // a nil slice would be NULL, after which nothing sorts
+	}
+	rows, err := s.pool.Query(ctx, `SELECT hash, family, username, generation, expires_at, used_at FROM refresh_tokens
+		WHERE hash > $1 AND expires_at >= $2 ORDER BY hash LIMIT $3`, after, now.UnixMilli(), limit)
+	if err != nil {
+		return nil, s.err(op, err)
+	}
+	defer rows.Close()
+	var rts []store.RefreshToken
+	for rows.Next() {
+		var rt store.RefreshToken
+		var exp int64
+		var used *int64
+		if err := rows.Scan(&rt.Hash, &rt.Family, &rt.Username, &rt.Generation, &exp, &used); err != nil {
+			return nil, s.err(op, err)
+		}
+		rt.ExpiresAt = time.UnixMilli(exp).UTC()
+		if used != nil {
+			rt.UsedAt = time.UnixMilli(*used).UTC()
+		}
+		rts = append(rts, rt)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.err(op, err)
+	}
+	return rts, nil
 }

@@ -908,3 +908,154 @@ func (s *Store) execCount(ctx context.Context, op string, st *sql.Stmt, args ...
 	}
 	return int(n), nil
 }
+
+// The methods below serve authlined migrate. They run rarely, so their
+// statements are not prepared in init.
+
+// CountUsers implements store.Store.
+func (s *Store) CountUsers(ctx context.Context) (int, error) {
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM users`).Scan(&n); err != nil {
+		return 0, s.err("count users", err)
+	}
+	return n, nil
+}
+
+// ReplaceUser implements store.Store. Times are kept in whole seconds.
+func (s *Store) ReplaceUser(ctx context.Context, u store.User) error {
+	if err := checkRole(u.Role); err != nil {
+		return err
+	}
+	gen := u.Generation
+	if gen == 0 {
+		gen = 1
+	}
+	return s.write(ctx, "replace user", func(t txn) error {
+		a, err := s.adminState(t, u.Username)
+		if err != nil {
+			return err
+		}
+		if a.enabledAdmin() && (u.Role != store.RoleAdmin || u.Disabled) {
+			if err := s.keepAdmin(t, u.Username); err != nil {
+				return err
+			}
+		}
+		_, err = t.tx.ExecContext(t.ctx, `UPDATE users SET password_hash = ?, role = ?, created_at = ?, last_login = ?,
+			disabled = ?, generation = ? WHERE username = ?`,
+			u.PasswordHash, u.Role, u.CreatedAt.Unix(), nullUnix(u.LastLogin), u.Disabled, gen, u.Username)
+		if err != nil {
+			return err
+		}
+		return s.appendChange(t, userChange(u.Username, "replaced"))
+	})
+}
+
+// ListRevocations implements store.Store. Times are compared in whole
+// seconds, as by PurgeRevocations.
+func (s *Store) ListRevocations(ctx context.Context, now time.Time) ([]store.Revocation, error) {
+	const op = "list revocations"
+	rows, err := s.db.QueryContext(ctx, `SELECT jti, expires_at FROM revoked_tokens WHERE expires_at >= ? ORDER BY jti`, now.Unix())
+	if err != nil {
+		return nil, s.err(op, err)
+	}
+	defer rows.Close()
+	var rs []store.Revocation
+	for rows.Next() {
+		var r store.Revocation
+		var exp int64
+		if err := rows.Scan(&r.JTI, &exp); err != nil {
+			return nil, s.err(op, err)
+		}
+		r.ExpiresAt = time.Unix(exp, 0).UTC()
+		rs = append(rs, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.err(op, err)
+	}
+	return rs, nil
+}
+
+// AllSigningKeys implements store.Store.
+func (s *Store) AllSigningKeys(ctx context.Context) ([]store.StoredSigningKey, error) {
+	const op = "all signing keys"
+	rows, err := s.db.QueryContext(ctx, `SELECT kid, alg, private, public, created_at, retired_at FROM signing_keys
+		ORDER BY created_at, kid`)
+	if err != nil {
+		return nil, s.err(op, err)
+	}
+	defer rows.Close()
+	var keys []store.StoredSigningKey
+	for rows.Next() {
+		var k store.StoredSigningKey
+		var created int64
+		var retired sql.NullInt64
+		if err := rows.Scan(&k.KID, &k.Alg, &k.Private, &k.Public, &created, &retired); err != nil {
+			return nil, s.err(op, err)
+		}
+		k.CreatedAt = time.UnixMilli(created).UTC()
+		if retired.Valid {
+			k.RetiredAt = time.UnixMilli(retired.Int64).UTC()
+		}
+		keys = append(keys, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.err(op, err)
+	}
+	return keys, nil
+}
+
+// ImportSigningKey implements store.Store. Times are kept to the
+// millisecond.
+func (s *Store) ImportSigningKey(ctx context.Context, k store.SigningKey, retiredAt time.Time) error {
+	if err := checkSigningKey(k); err != nil {
+		return err
+	}
+	var public any // NULL for HS256
+	if len(k.Public) > 0 {
+		public = k.Public
+	}
+	return s.write(ctx, "import signing key", func(t txn) error {
+		_, err := t.tx.ExecContext(t.ctx, `INSERT INTO signing_keys (kid, alg, private, public, created_at, retired_at)
+			VALUES (?, ?, ?, ?, ?, ?)`, k.KID, k.Alg, k.Private, public, k.CreatedAt.UnixMilli(), nullUnixMilli(retiredAt))
+		if err != nil {
+			return err
+		}
+		return s.appendChange(t, store.Change{Kind: store.ChangeKeys})
+	})
+}
+
+// ListRefreshTokensAfter implements store.Store. Expiry is compared to the
+// millisecond, as by PurgeRefreshTokens. A limit below 1 returns no tokens.
+func (s *Store) ListRefreshTokensAfter(ctx context.Context, after []byte, limit int, now time.Time) ([]store.RefreshToken, error) {
+	const op = "list refresh tokens"
+	if limit < 1 {
+		return nil, nil
+	}
+	if after == nil {
+		after = []byte{} // a nil slice would be NULL, after which nothing sorts
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT hash, family, username, generation, expires_at, used_at FROM refresh_tokens
+		WHERE hash > ? AND expires_at >= ? ORDER BY hash LIMIT ?`, after, now.UnixMilli(), limit)
+	if err != nil {
+		return nil, s.err(op, err)
+	}
+	defer rows.Close()
+	var rts []store.RefreshToken
+	for rows.Next() {
+		var rt store.RefreshToken
+		var exp int64
+		var used sql.NullInt64
+		if err := rows.Scan(&rt.Hash, &rt.Family, &rt.Username, &rt.Generation, &exp, &used); err != nil {
+			return nil, s.err(op, err)
+		}
+		rt.ExpiresAt = time.UnixMilli(exp).UTC()
+		if used.Valid {
+			rt.UsedAt = time.UnixMilli(used.Int64).UTC()
+		}
+		rts = append(rts, rt)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.err(op, err)
+	}
+	return rts, nil
+}

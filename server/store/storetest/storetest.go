@@ -70,6 +70,14 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Closed", testClosed},
 		{"ConcurrentCreateSameName", testConcurrentCreateSameName},
 		{"ConcurrentCreateDistinct", testConcurrentCreateDistinct},
+		{"CountUsers", testCountUsers},
+		{"ReplaceUser", testReplaceUser},
+		{"ReplaceUserLastAdmin", testReplaceUserLastAdmin},
+		{"ListRevocations", testListRevocations},
+		{"AllSigningKeys", testAllSigningKeys},
+		{"ImportSigningKey", testImportSigningKey},
+		{"ListRefreshTokensAfter", testListRefreshTokensAfter},
+		{"MigrationCallsUnavailable", testMigrationCallsUnavailable},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, newStore(t)) })
@@ -1592,5 +1600,391 @@ func testConcurrentRetireSigningKey(t *testing.T, s store.Store) {
 	checkKIDs(t, s, "kid-2")
 	if cs := mustChanges(t, s, before, 100); len(cs) != 1 {
 		t.Errorf("changes after the retirements = %+v, want one", cs)
+	}
+}
+
+// --- the methods that copy a store into another (authlined migrate) ---
+
+func testCountUsers(t *testing.T, s store.Store) {
+	count := func(want int) {
+		t.Helper()
+		n, err := s.CountUsers(t.Context())
+		if err != nil || n != want {
+			t.Fatalf("CountUsers = %d, %v; want %d", n, err, want)
+		}
+	}
+	count(0)
+	root := newUser("root", store.RoleAdmin)
+	root.Disabled = true // disabled users count
+	mustCreate(t, s, newUser("alice", store.RoleUser), newUser("bob", store.RoleUser), root)
+	count(3)
+	must(t, "DeleteUser(bob)", s.DeleteUser(t.Context(), "bob"))
+	count(2)
+}
+
+func testReplaceUser(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	alice := newUser("alice", store.RoleUser)
+	alice.Generation = 5
+	root := newUser("root", store.RoleAdmin)
+	mustCreate(t, s, alice, root)
+	mustCreateRefresh(t, s, refreshToken("a1", "fam-a", "alice", time.Now().Add(time.Hour)))
+	latest := mustLatest(t, s)
+
+	// Every field is replaced, times to the second.
+	repl := store.User{
+		Username:     "alice",
+		PasswordHash: hash("replaced"),
+		Role:         store.RoleAdmin,
+		CreatedAt:    time.Date(2020, 2, 3, 4, 5, 6, 700000000, time.FixedZone("W", -2*3600)),
+		LastLogin:    time.Date(2024, 12, 24, 18, 0, 1, 999999999, time.UTC),
+		Disabled:     true,
+		Generation:   1 << 52,
+	}
+	must(t, "ReplaceUser", s.ReplaceUser(ctx, repl))
+	checkUser(t, mustGet(t, s, "alice"), repl)
+	checkUser(t, mustGet(t, s, "root"), root)
+	cs := mustChanges(t, s, latest, 10)
+	if len(cs) != 1 {
+		t.Fatalf("changes after ReplaceUser = %+v, want one", cs)
+	}
+	checkChange(t, cs[0], userChange("alice", "replaced"))
+	// The user's refresh tokens are the caller's business.
+	mustUse(t, s, refreshHash("a1"), time.Now())
+
+	// Back to never logged in, enabled, and generation 0, stored as 1.
+	again := newUser("alice", store.RoleUser)
+	must(t, "ReplaceUser(again)", s.ReplaceUser(ctx, again))
+	checkUser(t, mustGet(t, s, "alice"), again)
+
+	// A missing user, and an invalid role, change nothing.
+	latest = mustLatest(t, s)
+	if err := s.ReplaceUser(ctx, newUser("ghost", store.RoleUser)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("ReplaceUser(ghost) = %v, want ErrNotFound", err)
+	}
+	if _, err := s.GetUser(ctx, "ghost"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("ReplaceUser(ghost) created the user: GetUser = %v", err)
+	}
+	bad := newUser("alice", "superuser")
+	if err := s.ReplaceUser(ctx, bad); err == nil || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) {
+		t.Errorf("ReplaceUser(role superuser) = %v, want a validation error", err)
+	}
+	checkUser(t, mustGet(t, s, "alice"), again)
+	checkLatest(t, s, latest)
+}
+
+// ReplaceUser keeps the last-admin rule of SetRole and SetDisabled.
+func testReplaceUserLastAdmin(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	root := newUser("root", store.RoleAdmin)
+	off := newUser("off", store.RoleAdmin)
+	off.Disabled = true
+	mustCreate(t, s, root, off, newUser("alice", store.RoleUser))
+	latest := mustLatest(t, s)
+
+	demoted := root
+	demoted.Role = store.RoleUser
+	disabled := root
+	disabled.Disabled = true
+	for name, u := range map[string]store.User{"demoted": demoted, "disabled": disabled} {
+		if err := s.ReplaceUser(ctx, u); !errors.Is(err, store.ErrLastAdmin) {
+			t.Errorf("ReplaceUser(last admin %s) = %v, want ErrLastAdmin", name, err)
+		}
+	}
+	checkUser(t, mustGet(t, s, "root"), root)
+	checkLatest(t, s, latest)
+
+	// Other changes to the last admin are fine.
+	rehashed := root
+	rehashed.PasswordHash = hash("rehashed")
+	rehashed.Generation = 9
+	must(t, "ReplaceUser(last admin, new hash)", s.ReplaceUser(ctx, rehashed))
+	checkUser(t, mustGet(t, s, "root"), rehashed)
+
+	// With another enabled admin, the first may go.
+	enabled := off
+	enabled.Disabled = false
+	must(t, "ReplaceUser(enable off)", s.ReplaceUser(ctx, enabled))
+	must(t, "ReplaceUser(demote root)", s.ReplaceUser(ctx, demoted))
+	checkUser(t, mustGet(t, s, "root"), demoted)
+	checkCount(t, s, 1)
+}
+
+func mustRevocations(t *testing.T, s store.Store, now time.Time) []store.Revocation {
+	t.Helper()
+	rs, err := s.ListRevocations(t.Context(), now)
+	if err != nil {
+		t.Fatalf("ListRevocations: %v", err)
+	}
+	return rs
+}
+
+func testListRevocations(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	now := secondNow().Add(500 * time.Millisecond)
+	if rs := mustRevocations(t, s, now); len(rs) != 0 {
+		t.Fatalf("ListRevocations of a new store = %+v, want none", rs)
+	}
+	for _, r := range []struct {
+		jti string
+		exp time.Time
+	}{
+		{"jti-b", now.Add(time.Hour)},
+		{"jti-past", now.Add(-time.Second)},
+		{"jti-A", now.Add(2 * time.Hour)},
+		{"jti-now", now.Add(-400 * time.Millisecond)}, // within now's second: kept
+		{"jti-a", now.Add(time.Minute)},
+		{"jti-a", now.Add(-time.Hour)}, // again, earlier: the later expiry stays
+	} {
+		must(t, "RevokeToken("+r.jti+")", s.RevokeToken(ctx, r.jti, r.exp))
+	}
+	want := []store.Revocation{
+		{JTI: "jti-A", ExpiresAt: now.Add(2 * time.Hour)},
+		{JTI: "jti-a", ExpiresAt: now.Add(time.Minute)},
+		{JTI: "jti-b", ExpiresAt: now.Add(time.Hour)},
+		{JTI: "jti-now", ExpiresAt: now.Add(-400 * time.Millisecond)},
+	}
+	check := func(got []store.Revocation) {
+		t.Helper()
+		if len(got) != len(want) {
+			t.Fatalf("ListRevocations = %+v, want %+v", got, want)
+		}
+		for i, w := range want {
+			if got[i].JTI != w.JTI || !got[i].ExpiresAt.Equal(w.ExpiresAt.Truncate(time.Second)) {
+				t.Errorf("ListRevocations[%d] = %+v, want %+v (to the second)", i, got[i], w)
+			}
+		}
+	}
+	check(mustRevocations(t, s, now))
+	// What it lists is what PurgeRevocations keeps.
+	if n, err := s.PurgeRevocations(ctx, now); err != nil || n != 1 {
+		t.Fatalf("PurgeRevocations = %d, %v; want 1", n, err)
+	}
+	check(mustRevocations(t, s, now))
+	if rs := mustRevocations(t, s, now.Add(3*time.Hour)); len(rs) != 0 {
+		t.Errorf("ListRevocations(later than every expiry) = %+v, want none", rs)
+	}
+}
+
+func mustAllKeys(t *testing.T, s store.Store) []store.StoredSigningKey {
+	t.Helper()
+	keys, err := s.AllSigningKeys(t.Context())
+	if err != nil {
+		t.Fatalf("AllSigningKeys: %v", err)
+	}
+	return keys
+}
+
+// checkStoredKeys compares AllSigningKeys with want, in order.
+func checkStoredKeys(t *testing.T, s store.Store, want ...store.StoredSigningKey) {
+	t.Helper()
+	got := mustAllKeys(t, s)
+	if len(got) != len(want) {
+		t.Fatalf("AllSigningKeys = %d keys, want %d", len(got), len(want))
+	}
+	for i, w := range want {
+		checkKey(t, got[i].SigningKey, w.SigningKey)
+		if r := w.RetiredAt.Truncate(time.Millisecond); !got[i].RetiredAt.Equal(r) || got[i].RetiredAt.IsZero() != r.IsZero() {
+			t.Errorf("key %s: RetiredAt = %v, want %v", w.KID, got[i].RetiredAt, r)
+		}
+	}
+}
+
+func testAllSigningKeys(t *testing.T, s store.Store) {
+	if keys := mustAllKeys(t, s); len(keys) != 0 {
+		t.Fatalf("AllSigningKeys of a new store = %+v, want none", keys)
+	}
+	base := time.Date(2025, 6, 1, 10, 0, 0, 123456789, time.FixedZone("Z", -3*3600))
+	k1, k2, k3 := hmacKey("kid-1", base), edKey("kid-2", base.Add(time.Minute)), hmacKey("kid-3", base.Add(time.Hour))
+	k0 := edKey("kid-0", base.Add(-time.Hour))
+	mustAddKey(t, s, k1, k2, k3, k0)
+	retired := base.Add(2*time.Hour + 456789*time.Nanosecond)
+	must(t, "RetireSigningKey(kid-2)", s.RetireSigningKey(t.Context(), "kid-2", retired))
+	must(t, "RetireSigningKey(kid-0)", s.RetireSigningKey(t.Context(), "kid-0", retired.Add(time.Second)))
+	checkStoredKeys(t, s,
+		store.StoredSigningKey{SigningKey: k0, RetiredAt: retired.Add(time.Second)},
+		store.StoredSigningKey{SigningKey: k1},
+		store.StoredSigningKey{SigningKey: k2, RetiredAt: retired},
+		store.StoredSigningKey{SigningKey: k3})
+	checkKIDs(t, s, "kid-1", "kid-3")
+}
+
+func testImportSigningKey(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	base := time.Date(2025, 7, 1, 9, 0, 0, 987654321, time.FixedZone("V", 3600))
+	retired := base.Add(30*time.Minute + 123456*time.Nanosecond)
+	active, old := edKey("kid-active", base), hmacKey("kid-old", base.Add(-time.Hour))
+	added := hmacKey("kid-added", base.Add(time.Minute))
+	mustAddKey(t, s, added)
+	latest := mustLatest(t, s)
+	must(t, "ImportSigningKey(active)", s.ImportSigningKey(ctx, active, time.Time{}))
+	must(t, "ImportSigningKey(retired)", s.ImportSigningKey(ctx, old, retired))
+	cs := mustChanges(t, s, latest, 10)
+	if len(cs) != 2 || cs[0].Kind != store.ChangeKeys || cs[1].Kind != store.ChangeKeys {
+		t.Fatalf("changes after two imports = %+v, want two ChangeKeys", cs)
+	}
+	checkStoredKeys(t, s,
+		store.StoredSigningKey{SigningKey: old, RetiredAt: retired},
+		store.StoredSigningKey{SigningKey: active},
+		store.StoredSigningKey{SigningKey: added})
+	checkKIDs(t, s, "kid-active", "kid-added") // a retired key never signs nor verifies
+
+	// A kid is taken, retired or not, by an import or an add.
+	latest = mustLatest(t, s)
+	for _, kid := range []string{"kid-active", "kid-old", "kid-added"} {
+		if err := s.ImportSigningKey(ctx, hmacKey(kid, base), time.Time{}); !errors.Is(err, store.ErrConflict) {
+			t.Errorf("ImportSigningKey(existing %s) = %v, want ErrConflict", kid, err)
+		}
+	}
+	if err := s.AddSigningKey(ctx, hmacKey("kid-old", base)); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("AddSigningKey(imported retired kid) = %v, want ErrConflict", err)
+	}
+	// Imports are checked like adds.
+	noPublic := edKey("kid-nopub", base)
+	noPublic.Public = nil
+	for name, k := range map[string]store.SigningKey{
+		"no kid":                 hmacKey("", base),
+		"alg RS256":              {KID: "kid-rs", Alg: "RS256", Private: keyBytes("x", 32), CreatedAt: base},
+		"EdDSA without a public": noPublic,
+	} {
+		if err := s.ImportSigningKey(ctx, k, retired); err == nil || errors.Is(err, store.ErrConflict) {
+			t.Errorf("ImportSigningKey(%s) = %v, want a non-conflict error", name, err)
+		}
+	}
+	checkLatest(t, s, latest)
+
+	// An imported retired key is retired for good; an active one can be
+	// retired as any other.
+	if err := s.RetireSigningKey(ctx, "kid-old", time.Now()); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("RetireSigningKey(imported retired key) = %v, want ErrNotFound", err)
+	}
+	must(t, "RetireSigningKey(kid-active)", s.RetireSigningKey(ctx, "kid-active", retired))
+	checkKIDs(t, s, "kid-added")
+}
+
+func mustRefreshAfter(t *testing.T, s store.Store, after []byte, limit int, now time.Time) []store.RefreshToken {
+	t.Helper()
+	rts, err := s.ListRefreshTokensAfter(t.Context(), after, limit, now)
+	if err != nil {
+		t.Fatalf("ListRefreshTokensAfter(%x, %d): %v", after, limit, err)
+	}
+	return rts
+}
+
+func testListRefreshTokensAfter(t *testing.T, s store.Store) {
+	now := time.Now().Truncate(time.Millisecond)
+	if rts := mustRefreshAfter(t, s, nil, 10, now); len(rts) != 0 {
+		t.Fatalf("ListRefreshTokensAfter of a new store = %+v, want none", rts)
+	}
+	want := map[string]store.RefreshToken{} // by hash
+	for i := range 11 {
+		rt := refreshToken(fmt.Sprint("list", i), fmt.Sprint("fam-", i%3), fmt.Sprint("user", i%4), now.Add(time.Duration(i+1)*time.Hour))
+		rt.Generation = int64(i) << 40
+		mustCreateRefresh(t, s, rt)
+		want[string(rt.Hash)] = rt
+	}
+	// Used tokens are listed, with the time of their use.
+	used := mustUse(t, s, refreshHash("list4"), now.Add(1500*time.Microsecond))
+	want[string(used.Hash)] = used
+	// Expired ones are not: the same as PurgeRefreshTokens deletes.
+	expired := refreshToken("gone", "fam-gone", "user0", now.Add(-time.Millisecond))
+	atNow := refreshToken("at-now", "fam-now", "user0", now) // good at its ExpiresAt
+	mustCreateRefresh(t, s, expired, atNow)
+	want[string(atNow.Hash)] = atNow
+	// A token whose hash is a prefix of another's sorts before it, as
+	// bytes do.
+	short := refreshToken("short", "fam-s", "user1", now.Add(time.Hour))
+	short.Hash = refreshHash("list0")[:8]
+	mustCreateRefresh(t, s, short)
+	want[string(short.Hash)] = short
+
+	wantHashes := slices.Sorted(func(yield func(string) bool) {
+		for h := range want {
+			if !yield(h) {
+				return
+			}
+		}
+	})
+	var got []string
+	var after []byte
+	for {
+		page := mustRefreshAfter(t, s, after, 4, now)
+		if len(page) > 4 {
+			t.Fatalf("ListRefreshTokensAfter(limit 4) = %d tokens", len(page))
+		}
+		for _, rt := range page {
+			w, ok := want[string(rt.Hash)]
+			if !ok {
+				t.Fatalf("ListRefreshTokensAfter listed %x (expired or unknown)", rt.Hash)
+			}
+			checkToken(t, rt, w)
+			if !rt.UsedAt.Equal(w.UsedAt) || rt.UsedAt.IsZero() != w.UsedAt.IsZero() {
+				t.Errorf("token %x: UsedAt = %v, want %v", rt.Hash[:4], rt.UsedAt, w.UsedAt)
+			}
+			got = append(got, string(rt.Hash))
+		}
+		if len(page) < 4 {
+			break
+		}
+		after = page[len(page)-1].Hash
+	}
+	if !slices.Equal(got, wantHashes) {
+		t.Errorf("pages list %d tokens in this order:\n%x\nwant %d:\n%x", len(got), got, len(wantHashes), wantHashes)
+	}
+	if rts := mustRefreshAfter(t, s, []byte{}, 100, now); len(rts) != len(want) {
+		t.Errorf("ListRefreshTokensAfter(empty, 100) = %d tokens, want %d", len(rts), len(want))
+	}
+	if rts := mustRefreshAfter(t, s, nil, 0, now); len(rts) != 0 {
+		t.Errorf("ListRefreshTokensAfter(limit 0) = %d tokens, want none", len(rts))
+	}
+	// Later, only the longer-lived ones are left.
+	if rts := mustRefreshAfter(t, s, nil, 100, now.Add(10*time.Hour)); len(rts) != 2 {
+		t.Errorf("ListRefreshTokensAfter(in 10 hours) = %d tokens, want 2", len(rts))
+	}
+}
+
+// migrationCalls calls each of the migration methods of s with ctx.
+func migrationCalls(s store.Store, ctx context.Context) map[string]func() error {
+	return map[string]func() error{
+		"CountUsers":  func() error { _, err := s.CountUsers(ctx); return err },
+		"ReplaceUser": func() error { u := newUser("alice", store.RoleAdmin); return s.ReplaceUser(ctx, u) },
+		"ListRevocations": func() error {
+			_, err := s.ListRevocations(ctx, time.Now())
+			return err
+		},
+		"AllSigningKeys": func() error { _, err := s.AllSigningKeys(ctx); return err },
+		"ImportSigningKey": func() error {
+			return s.ImportSigningKey(ctx, hmacKey("kid-imported", time.Now()), time.Time{})
+		},
+		"ListRefreshTokensAfter": func() error {
+			_, err := s.ListRefreshTokensAfter(ctx, nil, 10, time.Now())
+			return err
+		},
+	}
+}
+
+// The migration methods fail as the others do with an expired context
+// (changing nothing) and after Close.
+func testMigrationCallsUnavailable(t *testing.T, s store.Store) {
+	seed(t, s)
+	latest := mustLatest(t, s)
+	ctx, cancel := context.WithDeadline(t.Context(), time.Now().Add(-time.Second))
+	defer cancel()
+	for name, call := range migrationCalls(s, ctx) {
+		if err := call(); !errors.Is(err, store.ErrUnavailable) {
+			t.Errorf("%s with expired context = %v, want ErrUnavailable", name, err)
+		}
+	}
+	checkUser(t, mustGet(t, s, "alice"), newUser("alice", store.RoleUser))
+	checkKIDs(t, s, "kid-seed")
+	checkLatest(t, s, latest)
+
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	for name, call := range migrationCalls(s, t.Context()) {
+		if err := call(); !errors.Is(err, store.ErrUnavailable) {
+			t.Errorf("%s after Close = %v, want ErrUnavailable", name, err)
+		}
 	}
 }
