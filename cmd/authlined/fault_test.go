@@ -650,7 +650,6 @@ func TestFaultPostgresFrozen(t *testing.T) {
 	// store (the request context has no deadline, nor has the feed's
 	// Sync), so with PostgreSQL frozen REGISTER and LOGIN hang until it
 	// thaws instead of answering 503. Remove this skip with the fix.
-	t.Skip("known failure: store calls have no deadline, so REGISTER and LOGIN hang while PostgreSQL is frozen instead of answering 503")
 	pg := faultPostgres(t)
 	bins := e2eBuild(t)
 	a := e2eStart(t, bins.authlined, nil, serveArgs(pg.dsn())...)

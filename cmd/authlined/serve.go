@@ -33,6 +33,7 @@ type serveOptions struct {
 	tokenTTL          time.Duration
 	refreshTTL        time.Duration
 	syncInterval      time.Duration
+	storeTimeout      time.Duration
 	bcryptCost        int
 	tlsCert, tlsKey   string
 	insecurePlaintext bool
@@ -75,7 +76,8 @@ cross the network in clear text.`,
 	f.StringVar(&opts.tokenAlg, "token-alg", store.AlgHS256, "algorithm of new tokens: HS256 (a shared secret) or EdDSA (Ed25519: the JWKS command publishes the public keys)")
 	f.DurationVar(&opts.tokenTTL, "token-ttl", 15*time.Minute, "lifetime of access tokens")
 	f.DurationVar(&opts.refreshTTL, "refresh-ttl", auth.DefaultRefreshTTL, "lifetime of refresh tokens (each REFRESH issues a new one)")
-	f.DurationVar(&opts.syncInterval, "sync-interval", auth.DefaultSyncInterval, "how often to read the store's change feed (changes made by other processes apply within this)")
+	f.DurationVar(&opts.syncInterval, "sync-interval", auth.DefaultSyncInterval, "how often to read the store's change feed as a fallback (PostgreSQL also wakes servers with LISTEN/NOTIFY); changes made by other processes apply within this")
+	f.DurationVar(&opts.storeTimeout, "store-timeout", auth.DefaultStoreTimeout, "longest wait for one store call; past it the request gets 503 (0: no limit)")
 	f.IntVar(&opts.bcryptCost, "bcrypt-cost", auth.DefaultBcryptCost, "bcrypt work factor for new password hashes (4-31)")
 	f.StringVar(&opts.tlsCert, "tls-cert", "", "TLS certificate file (PEM); serve TLS with --tls-key")
 	f.StringVar(&opts.tlsKey, "tls-key", "", "TLS private key file (PEM)")
@@ -211,6 +213,7 @@ func runServe(ctx context.Context, opts *serveOptions) error {
 		HashQueue:    hashQueue,
 		RefreshTTL:   opts.refreshTTL,
 		SyncInterval: opts.syncInterval,
+		StoreTimeout: off(opts.storeTimeout),
 		Logger:       log,
 	})
 	if err != nil {

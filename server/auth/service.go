@@ -46,6 +46,9 @@ type Config struct {
 	// longest another process's change can go unnoticed
 	// (DefaultSyncInterval).
 	SyncInterval time.Duration
+	// StoreTimeout bounds every store call (DefaultStoreTimeout; negative:
+	// no bound), so a hung database costs a request a 503, not forever.
+	StoreTimeout time.Duration
 
 	// Logger records key set changes; nil discards.
 	Logger *slog.Logger
@@ -55,6 +58,7 @@ type Config struct {
 const (
 	DefaultRefreshTTL   = 7 * 24 * time.Hour
 	DefaultSyncInterval = 250 * time.Millisecond
+	DefaultStoreTimeout = 2 * time.Second
 )
 
 // DefaultHashQueue is how many LOGIN/REGISTER hashes may wait for a worker.
@@ -107,7 +111,11 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("auth: dummy hash: %w", err)
 	}
-	svc := &Service{store: cfg.Store, tokens: cfg.Tokens, cost: cost, dummyHash: dummy, now: cfg.Now}
+	st := cfg.Store
+	if d := cmp.Or(cfg.StoreTimeout, DefaultStoreTimeout); d > 0 {
+		st = store.WithTimeout(st, d)
+	}
+	svc := &Service{store: st, tokens: cfg.Tokens, cost: cost, dummyHash: dummy, now: cfg.Now}
 	if svc.now == nil {
 		svc.now = time.Now
 	}
@@ -133,7 +141,7 @@ func New(cfg Config) (*Service, error) {
 	svc.syncInterval = cmp.Or(cfg.SyncInterval, DefaultSyncInterval)
 	svc.log = orDiscard(cfg.Logger)
 	// Changes before now are already in the store; follow from here.
-	if svc.seq, err = cfg.Store.LatestChange(context.Background()); err != nil {
+	if svc.seq, err = st.LatestChange(context.Background()); err != nil {
 		return nil, fmt.Errorf("auth: read change feed: %w", err)
 	}
 	if cfg.Tokens.synced {
