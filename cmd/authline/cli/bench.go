@@ -2,9 +2,7 @@ package cli
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -12,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
@@ -202,7 +199,7 @@ func runBench(ctx context.Context, opts *benchOptions) error {
 	}
 	stopProgress := opts.startProgress(start, workers)
 	for _, w := range workers {
-		wg.Go(func() { w.loop(run) })
+		wg.Go(func() { w.loop(run, opts.Pipeline) })
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
@@ -320,11 +317,4 @@ func (o *benchOptions) dial(ctx context.Context) (net.Conn, error) {
 			fmt.Sprintf("is the server running at %s? (set --server or AUTHLINE_SERVER)", o.Server))
 	}
 	return conn, nil
-}
-
-// randomHex returns n random bytes in hex.
-func randomHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
 }
