@@ -45,6 +45,11 @@ type conn struct {
 	// the user changed elsewhere (see Server.userChanged).
 	recheck atomic.Bool
 	idle    bool // blocked waiting for a request to start; under mu
+	// readDeadline is the read deadline last set (zero: none); under mu.
+	readDeadline time.Time
+	// writeDeadline is the write deadline last set; only serve's goroutine
+	// writes (reject sets its own).
+	writeDeadline time.Time
 	// authenticated is set once the connection logged in or showed a
 	// valid token; it lifts the pre-authentication line limit.
 	authenticated bool
@@ -72,7 +77,7 @@ func (c *conn) log() *slog.Logger { return c.srv.Logger }
 // interrupt wakes the connection from a read so it notices a shutdown.
 func (c *conn) interrupt() {
 	c.mu.Lock()
-	c.nc.SetReadDeadline(time.Now())
+	c.setReadDeadline(time.Now())
 	c.mu.Unlock()
 }
 
@@ -82,7 +87,7 @@ func (c *conn) poke() {
 	c.recheck.Store(true)
 	c.mu.Lock()
 	if c.idle {
-		c.nc.SetReadDeadline(time.Now())
+		c.setReadDeadline(time.Now())
 	}
 	c.mu.Unlock()
 }
@@ -99,18 +104,35 @@ func (c *conn) armRead(d time.Duration, idle bool) bool {
 	}
 	if idle && c.recheck.Load() {
 		// A poke came just before: let the read return at once.
-		c.nc.SetReadDeadline(time.Now())
+		c.setReadDeadline(time.Now())
 		return true
 	}
-	c.nc.SetReadDeadline(deadline(d))
+	if d <= 0 {
+		c.setReadDeadline(time.Time{})
+		return true
+	}
+	// Moving a deadline costs a runtime timer update per request. Keep the
+	// one in force when it is at most d/16 earlier than asked for: the
+	// timeout then fires up to 1/16 early, never late.
+	want := time.Now().Add(d)
+	if ahead := want.Sub(c.readDeadline); c.readDeadline.IsZero() || ahead < 0 || ahead > d/16 {
+		c.setReadDeadline(want)
+	}
 	return true
 }
 
-func deadline(d time.Duration) time.Time {
-	if d <= 0 {
-		return time.Time{}
-	}
-	return time.Now().Add(d)
+// setReadDeadline sets the connection's read deadline and remembers it;
+// c.mu must be held.
+func (c *conn) setReadDeadline(t time.Time) {
+	c.readDeadline = t
+	c.nc.SetReadDeadline(t)
+}
+
+// lineBuffered reports whether a complete line is already in the read
+// buffer: reading it needs no syscall, so no line deadline either.
+func (c *conn) lineBuffered() bool {
+	buf, _ := c.r.Peek(c.r.Buffered())
+	return bytes.IndexByte(buf, '\n') >= 0
 }
 
 // errTooManyConns is what a connection over a limit gets.
@@ -169,7 +191,7 @@ func (c *conn) serve() {
 			}
 		}
 		// A started line must be complete within the line timeout.
-		if !c.armRead(c.srv.LineTimeout, false) {
+		if !c.lineBuffered() && !c.armRead(c.srv.LineTimeout, false) {
 			c.bye(protocol.ByeShutdown)
 			return
 		}
@@ -300,7 +322,14 @@ func (c *conn) flush() error {
 	if len(c.out) == 0 {
 		return nil
 	}
-	c.nc.SetWriteDeadline(deadline(c.srv.WriteTimeout))
+	if d := c.srv.WriteTimeout; d > 0 {
+		// As for reads: keep a deadline at most d/16 earlier than asked.
+		want := time.Now().Add(d)
+		if ahead := want.Sub(c.writeDeadline); c.writeDeadline.IsZero() || ahead < 0 || ahead > d/16 {
+			c.writeDeadline = want
+			c.nc.SetWriteDeadline(want)
+		}
+	}
 	_, err := c.nc.Write(c.out)
 	c.out = c.out[:0]
 	if err != nil {
