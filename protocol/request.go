@@ -286,11 +286,47 @@ func Usage(cmd string) string { return usage[cmd] }
 
 // EqualFoldASCII is strings.EqualFold for ASCII letters only. Unicode
 // folding would take "ſ" (U+017F) for "s" and the Kelvin sign for "k".
-func EqualFoldASCII(a, b string) bool {
+func EqualFoldASCII(a, b string) bool { return equalFoldASCII(a, b) }
+
+// maxInlineFields is more than any command takes; a line with more fields
+// is a usage error.
+const maxInlineFields = 8
+
+// splitInline splits line on runs of spaces and tabs into dst (up to its
+// capacity) and returns the fields and how many there were in all.
+// Splitting bytes is the same as splitting runes: UTF-8 never uses the
+// bytes of a space or a tab inside another character.
+func splitInline(line []byte, dst [][]byte) ([][]byte, int) {
+	n := 0
+	for i := 0; i < len(line); {
+		for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
+			i++
+		}
+		if i == len(line) {
+			break
+		}
+		j := i
+		for j < len(line) && line[j] != ' ' && line[j] != '\t' {
+			j++
+		}
+		if len(dst) < cap(dst) {
+			dst = append(dst, line[i:j])
+		}
+		n++
+		i = j
+	}
+	return dst, n
+}
+
+// equalFoldASCIIBytes is EqualFoldASCII for a byte slice, without
+// converting it.
+func equalFoldASCIIBytes(b []byte, s string) bool { return equalFoldASCII(b, s) }
+
+func equalFoldASCII[T string | []byte](a T, b string) bool {
 	if len(a) != len(b) {
 		return false
 	}
-	for i := 0; i < len(a); i++ {
+	for i := 0; i < len(b); i++ {
 		x, y := a[i], b[i]
 		if 'A' <= x && x <= 'Z' {
 			x += 'a' - 'A'
@@ -305,17 +341,41 @@ func EqualFoldASCII(a, b string) bool {
 	return true
 }
 
-func isInlineSeparator(r rune) bool { return r == ' ' || r == '\t' }
+// canonicalCommandBytes is canonicalCommand for a byte slice.
+func canonicalCommandBytes(name []byte) (string, *Error) {
+	for _, c := range Commands {
+		if equalFoldASCIIBytes(name, c) {
+			return c, nil
+		}
+	}
+	return canonicalCommand(string(name))
+}
+
+// resourceName returns the constant for a known resource name, so the
+// common requests allocate nothing; validate refuses the others.
+func resourceName(b []byte) string {
+	switch {
+	case equalFoldASCIIBytes(b, ResourceProtected):
+		return ResourceProtected
+	case equalFoldASCIIBytes(b, ResourceAdmin):
+		return ResourceAdmin
+	}
+	return string(b)
+}
 
 // parseInline splits the line on runs of spaces and tabs (and nothing
 // else: a no-break space is part of a password), so inline passwords and
 // tokens cannot contain either; the JSON form has no such limit.
 func parseInline(line []byte) (Request, *Error) {
-	fields := strings.FieldsFunc(string(line), isInlineSeparator)
-	if len(fields) == 0 {
+	// The fields stay byte slices of the line, kept in an array on the
+	// stack; only the ones a command stores become strings, so a request
+	// like "GET protected" allocates nothing here.
+	var arr [maxInlineFields][]byte
+	fields, n := splitInline(line, arr[:0])
+	if n == 0 {
 		return Request{}, Errorf(CodeBadRequest, "empty request")
 	}
-	cmd, perr := canonicalCommand(fields[0])
+	cmd, perr := canonicalCommandBytes(fields[0])
 	if perr != nil {
 		return Request{}, perr
 	}
@@ -324,31 +384,34 @@ func parseInline(line []byte) (Request, *Error) {
 	bad := func() (Request, *Error) {
 		return Request{Cmd: cmd, Inline: true}, Errorf(CodeBadRequest, "usage: %s", usage[cmd])
 	}
+	if n > maxInlineFields {
+		return bad()
+	}
 	switch cmd {
 	case CmdRegister:
 		if len(args) != 2 {
 			return bad()
 		}
-		req.Username, req.Password = args[0], args[1]
+		req.Username, req.Password = string(args[0]), string(args[1])
 	case CmdLogin:
 		if len(args) < 2 || len(args) > 3 {
 			return bad()
 		}
-		req.Username, req.Password = args[0], args[1]
+		req.Username, req.Password = string(args[0]), string(args[1])
 		if len(args) == 3 {
-			req.Mode = args[2]
+			req.Mode = string(args[2])
 		}
 	case CmdGet:
 		if len(args) < 1 || len(args) > 2 {
 			return bad()
 		}
-		req.Resource = args[0]
+		req.Resource = resourceName(args[0])
 		if len(args) == 2 {
-			req.Token = args[1]
+			req.Token = string(args[1])
 		}
 	case CmdLogout:
 		// "ALL" cannot be a token: tokens have dots.
-		if len(args) > 0 && EqualFoldASCII(args[0], "all") {
+		if len(args) > 0 && equalFoldASCIIBytes(args[0], "all") {
 			req.All = true
 			args = args[1:]
 		}
@@ -356,14 +419,14 @@ func parseInline(line []byte) (Request, *Error) {
 			return bad()
 		}
 		if len(args) == 1 {
-			req.Token = args[0]
+			req.Token = string(args[0])
 		}
 	case CmdWhoAmI:
 		if len(args) > 1 {
 			return bad()
 		}
 		if len(args) == 1 {
-			req.Token = args[0]
+			req.Token = string(args[0])
 		}
 	case CmdPing, CmdQuit, CmdJWKS:
 		if len(args) != 0 {
@@ -373,44 +436,44 @@ func parseInline(line []byte) (Request, *Error) {
 		if len(args) != 1 {
 			return bad()
 		}
-		req.RefreshToken = args[0]
+		req.RefreshToken = string(args[0])
 	case CmdPasswd:
 		if len(args) < 2 || len(args) > 3 {
 			return bad()
 		}
-		req.OldPassword, req.NewPassword = args[0], args[1]
+		req.OldPassword, req.NewPassword = string(args[0]), string(args[1])
 		if len(args) == 3 {
-			req.Token = args[2]
+			req.Token = string(args[2])
 		}
 	case CmdUsers:
 		if len(args) > 2 {
 			return bad()
 		}
 		if len(args) > 0 {
-			n, err := strconv.Atoi(args[0])
+			n, err := strconv.Atoi(string(args[0]))
 			if err != nil {
 				return bad()
 			}
 			req.Limit = n
 		}
 		if len(args) == 2 {
-			req.After = args[1]
+			req.After = string(args[1])
 		}
 	case CmdSetRole:
 		if len(args) < 2 || len(args) > 3 {
 			return bad()
 		}
-		req.Username, req.Role = args[0], args[1]
+		req.Username, req.Role = string(args[0]), string(args[1])
 		if len(args) == 3 {
-			req.Token = args[2]
+			req.Token = string(args[2])
 		}
 	case CmdUser, CmdDisable, CmdEnable, CmdDelete, CmdUnlock, CmdRevoke:
 		if len(args) < 1 || len(args) > 2 {
 			return bad()
 		}
-		req.Username = args[0]
+		req.Username = string(args[0])
 		if len(args) == 2 {
-			req.Token = args[1]
+			req.Token = string(args[1])
 		}
 	}
 	return req, req.validate()

@@ -559,12 +559,13 @@ func (c *conn) identity(ctx context.Context, req *protocol.Request) (*Identity, 
 	// Changes to the user apply to the session at once: the role is read
 	// afresh and an ended session ends here.
 	id, err := c.srv.Backend.CheckSession(ctx, *c.session)
-	var ended *SessionEndedError
-	switch {
-	case errors.As(err, &ended):
-		c.endSession(ended.Reason)
-		return nil, nil
-	case err != nil:
+	if err != nil {
+		// Only here: errors.As makes its target escape to the heap.
+		var ended *SessionEndedError
+		if errors.As(err, &ended) {
+			c.endSession(ended.Reason)
+			return nil, nil
+		}
 		return nil, err
 	}
 	*c.session = id
