@@ -1,11 +1,12 @@
 // Package store defines the persistence interface of authlined. Backends
-// live in sub-packages (sqlite, and postgres next); storetest holds the one
+// live in sub-packages (sqlite, postgres); storetest holds the one
 // conformance suite that every backend must pass.
 package store
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -92,6 +93,21 @@ type SigningKey struct {
 	// Public is the Ed25519 public key (32 bytes); nil for HS256.
 	Public    []byte
 	CreatedAt time.Time // kept to the millisecond
+}
+
+// Validate checks what every backend requires of a key before storing it.
+func (k SigningKey) Validate() error {
+	switch {
+	case k.KID == "":
+		return errors.New("signing key without kid")
+	case !ValidAlg(k.Alg):
+		return fmt.Errorf("signing key %s: invalid alg %q", k.KID, k.Alg)
+	case len(k.Private) == 0:
+		return fmt.Errorf("signing key %s: no private key", k.KID)
+	case (k.Alg == AlgEdDSA) != (len(k.Public) > 0):
+		return fmt.Errorf("signing key %s: an %s key must have a public key, and only that alg", k.KID, AlgEdDSA)
+	}
+	return nil
 }
 
 // Change is one entry of the change feed, which every instance (and the

@@ -788,15 +788,8 @@ func (s *Store) PurgeRevocations(ctx context.Context, now time.Time) (int, error
 
 // checkSigningKey refuses a key that could never sign or verify.
 func checkSigningKey(k store.SigningKey) error {
-	switch {
-	case k.KID == "":
-		return errors.New("sqlite: signing key without kid")
-	case !store.ValidAlg(k.Alg):
-		return fmt.Errorf("sqlite: signing key %s: invalid alg %q", k.KID, k.Alg)
-	case len(k.Private) == 0:
-		return fmt.Errorf("sqlite: signing key %s: no private key", k.KID)
-	case (k.Alg == store.AlgEdDSA) != (len(k.Public) > 0):
-		return fmt.Errorf("sqlite: signing key %s: an %s key must have a public key, and only that alg", k.KID, store.AlgEdDSA)
+	if err := k.Validate(); err != nil {
+		return fmt.Errorf("sqlite: %w", err)
 	}
 	return nil
 }
