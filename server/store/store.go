@@ -30,6 +30,9 @@ var (
 	ErrUnavailable = errors.New("store: unavailable")
 	// ErrLastAdmin: the change would leave no enabled admin.
 	ErrLastAdmin = errors.New("store: would remove the last admin")
+	// ErrSchemaTooNew: Open found a database whose schema was written by a
+	// newer authline than this one.
+	ErrSchemaTooNew = errors.New("database schema is newer than this binary supports")
 	// ErrReused: a refresh token that was used already was presented again.
 	ErrReused = errors.New("store: refresh token reused")
 )

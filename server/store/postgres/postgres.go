@@ -42,9 +42,8 @@ import (
 	"github.com/authline/authline/server/store"
 )
 
-// ErrSchemaTooNew is returned by Open for a database whose schema was
-// written by a newer authline than this one.
-var ErrSchemaTooNew = errors.New("database schema is newer than this binary supports")
+// ErrSchemaTooNew is store.ErrSchemaTooNew, kept here for callers of Open.
+var ErrSchemaTooNew = store.ErrSchemaTooNew
 
 const (
 	// migrateLockKey is the key of the transaction-scoped advisory lock

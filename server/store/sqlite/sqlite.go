@@ -29,9 +29,8 @@ import (
 	"github.com/authline/authline/server/store"
 )
 
-// ErrSchemaTooNew is returned by Open for a database whose schema was
-// written by a newer authline than this one.
-var ErrSchemaTooNew = errors.New("database schema is newer than this binary supports")
+// ErrSchemaTooNew is store.ErrSchemaTooNew, kept here for callers of Open.
+var ErrSchemaTooNew = store.ErrSchemaTooNew
 
 const (
 	// busyTimeout is how long a statement waits for another connection's
