@@ -145,8 +145,9 @@ func (c *conn) reject() {
 		c.nc.Close()
 		c.srv.trackConn(c, false)
 	}()
+	lim := c.srv.limits.Load()
 	c.log().Warn("connection limit reached; refusing connection", "remote", c.peer.Addr,
-		"max_conns", c.srv.MaxConns, "max_conns_per_ip", c.srv.MaxConnsPerIP)
+		"max_conns", lim.MaxConns, "max_conns_per_ip", lim.MaxConnsPerIP)
 	c.nc.SetDeadline(time.Now().Add(time.Second))
 	c.respondError(nil, errTooManyConns)
 	c.nc.Write(c.out)
@@ -178,7 +179,7 @@ func (c *conn) serve() {
 		}
 		if c.r.Buffered() == 0 {
 			// Wait for the next line to start, for at most the idle timeout.
-			if !c.armRead(c.srv.IdleTimeout, true) {
+			if !c.armRead(c.srv.limits.Load().IdleTimeout, true) {
 				c.bye(protocol.ByeShutdown)
 				return
 			}
@@ -191,7 +192,7 @@ func (c *conn) serve() {
 			}
 		}
 		// A started line must be complete within the line timeout.
-		if !c.lineBuffered() && !c.armRead(c.srv.LineTimeout, false) {
+		if !c.lineBuffered() && !c.armRead(c.srv.limits.Load().LineTimeout, false) {
 			c.bye(protocol.ByeShutdown)
 			return
 		}
@@ -259,10 +260,11 @@ func contentLen(line []byte) int {
 
 // maxLine is the line limit that applies to the connection now.
 func (c *conn) maxLine() int {
+	lim := c.srv.limits.Load()
 	if c.authenticated {
-		return c.srv.MaxLineBytes
+		return lim.MaxLineBytes
 	}
-	return c.srv.MaxLineBytesPreAuth
+	return lim.MaxLineBytesPreAuth
 }
 
 // readFailed ends the connection after a failed read; timeoutReason is the
@@ -322,7 +324,7 @@ func (c *conn) flush() error {
 	if len(c.out) == 0 {
 		return nil
 	}
-	if d := c.srv.WriteTimeout; d > 0 {
+	if d := c.srv.limits.Load().WriteTimeout; d > 0 {
 		// As for reads: keep a deadline at most d/16 earlier than asked.
 		want := time.Now().Add(d)
 		if ahead := want.Sub(c.writeDeadline); c.writeDeadline.IsZero() || ahead < 0 || ahead > d/16 {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"runtime"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/authline/authline/protocol"
+	"github.com/authline/authline/server"
 	"github.com/authline/authline/server/servertest"
 )
 
@@ -273,4 +275,41 @@ func TestThousandsOfClients(t *testing.T) {
 			t.Fatalf("conn %d WHOAMI: %+v", i, m)
 		}
 	}
+}
+
+// TestSetLimitsLive changes the limits of a running server, as a config
+// reload does: connections stay open, new limits apply to new connections
+// and to the next request of open ones.
+func TestSetLimitsLive(t *testing.T) {
+	srv := servertest.Start(t, servertest.Options{MaxConns: 2, MaxLineBytesPreAuth: 512})
+	a, b := openWire(t, srv.Addr), openWire(t, srv.Addr)
+	expectTooManyConns(t, srv.Addr)
+
+	lim := srv.Server.Limits()
+	if lim.MaxConns != 2 || lim.MaxLineBytesPreAuth != 512 || lim.IdleTimeout != server.DefaultIdleTimeout {
+		t.Fatalf("Limits() = %+v, want the configured ones with defaults resolved", lim)
+	}
+	lim.MaxConns = 3
+	lim.MaxLineBytesPreAuth = 64
+	srv.Server.SetLimits(lim)
+
+	// The open connections survived the change.
+	a.expect("PING", 200, "")
+	// One more connection is now admitted, and the next one is not.
+	c := openWire(t, srv.Addr)
+	c.expect("PING", 200, "")
+	expectTooManyConns(t, srv.Addr)
+
+	// An open connection applies the lowered line limit to its next line.
+	b.send(`{"cmd":"PING","pad":"` + strings.Repeat("x", 64) + `"}`)
+	if m := b.recv(); m.Status != 413 || !strings.Contains(m.Message, "64") {
+		t.Fatalf("line over the new limit: %+v", m)
+	}
+
+	// Zero takes the default again; negative switches a limit off.
+	srv.Server.SetLimits(server.Limits{MaxConns: -1})
+	if got := srv.Server.Limits(); got.MaxConns != math.MaxInt || got.MaxLineBytesPreAuth != server.DefaultMaxLineBytesPreAuth {
+		t.Fatalf("after SetLimits(MaxConns: -1): %+v", got)
+	}
+	openWire(t, srv.Addr).expect("PING", 200, "")
 }

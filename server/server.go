@@ -58,6 +58,10 @@ type Server struct {
 	MaxConns      int
 	MaxConnsPerIP int
 
+	// limits holds the limits in force, defaults resolved: the fields
+	// above at the start, then whatever SetLimits put there.
+	limits atomic.Pointer[Limits]
+
 	mu         sync.Mutex
 	listeners  map[*net.Listener]struct{}
 	conns      map[*conn]struct{}
@@ -89,13 +93,15 @@ func (s *Server) init() {
 		if s.Logger == nil {
 			s.Logger = slog.New(slog.DiscardHandler)
 		}
-		s.MaxLineBytes = orDefault(s.MaxLineBytes, DefaultMaxLineBytes, math.MaxInt32)
-		s.MaxLineBytesPreAuth = min(orDefault(s.MaxLineBytesPreAuth, DefaultMaxLineBytesPreAuth, math.MaxInt32), s.MaxLineBytes)
-		s.IdleTimeout = orDefault(s.IdleTimeout, DefaultIdleTimeout, 0)
-		s.LineTimeout = orDefault(s.LineTimeout, DefaultLineTimeout, 0)
-		s.WriteTimeout = orDefault(s.WriteTimeout, DefaultWriteTimeout, 0)
-		s.MaxConns = orDefault(s.MaxConns, DefaultMaxConns, math.MaxInt)
-		s.MaxConnsPerIP = orDefault(s.MaxConnsPerIP, DefaultMaxConnsPerIP, math.MaxInt)
+		s.storeLimits(Limits{
+			MaxLineBytes:        s.MaxLineBytes,
+			MaxLineBytesPreAuth: s.MaxLineBytesPreAuth,
+			IdleTimeout:         s.IdleTimeout,
+			LineTimeout:         s.LineTimeout,
+			WriteTimeout:        s.WriteTimeout,
+			MaxConns:            s.MaxConns,
+			MaxConnsPerIP:       s.MaxConnsPerIP,
+		})
 		if s.Version == "" {
 			s.Version = "0.0.0"
 		}
@@ -108,6 +114,52 @@ func (s *Server) init() {
 		}
 		s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
 	})
+}
+
+// Limits are the limits a Server enforces; each field means what the
+// Server field of the same name means, zero and negative values included.
+type Limits struct {
+	MaxLineBytes        int
+	MaxLineBytesPreAuth int
+	IdleTimeout         time.Duration
+	LineTimeout         time.Duration
+	WriteTimeout        time.Duration
+	MaxConns            int
+	MaxConnsPerIP       int
+}
+
+// resolve applies the defaults: zero is the default, negative is off.
+func (l Limits) resolve() Limits {
+	l.MaxLineBytes = orDefault(l.MaxLineBytes, DefaultMaxLineBytes, math.MaxInt32)
+	l.MaxLineBytesPreAuth = min(orDefault(l.MaxLineBytesPreAuth, DefaultMaxLineBytesPreAuth, math.MaxInt32), l.MaxLineBytes)
+	l.IdleTimeout = orDefault(l.IdleTimeout, DefaultIdleTimeout, 0)
+	l.LineTimeout = orDefault(l.LineTimeout, DefaultLineTimeout, 0)
+	l.WriteTimeout = orDefault(l.WriteTimeout, DefaultWriteTimeout, 0)
+	l.MaxConns = orDefault(l.MaxConns, DefaultMaxConns, math.MaxInt)
+	l.MaxConnsPerIP = orDefault(l.MaxConnsPerIP, DefaultMaxConnsPerIP, math.MaxInt)
+	return l
+}
+
+func (s *Server) storeLimits(l Limits) {
+	l = l.resolve()
+	s.limits.Store(&l)
+}
+
+// SetLimits replaces the limits in force while the server runs (a config
+// reload): new connections are admitted under the new connection limits,
+// and open connections apply the line limits and timeouts from the next
+// request they read. Connections already over a lowered limit stay open.
+func (s *Server) SetLimits(l Limits) {
+	s.init()
+	s.storeLimits(l)
+}
+
+// Limits returns the limits in force, defaults resolved: a limit that is
+// off is math.MaxInt32 (line lengths), math.MaxInt (connections) or 0
+// (timeouts).
+func (s *Server) Limits() Limits {
+	s.init()
+	return *s.limits.Load()
 }
 
 // Serve accepts connections on ln and serves each in its own goroutine
@@ -203,7 +255,7 @@ func (s *Server) trackConn(c *conn, add bool) admission {
 		return closed
 	}
 	s.connWG.Add(1)
-	if len(s.conns) >= s.MaxConns || s.connsPerIP[ip] >= s.MaxConnsPerIP {
+	if lim := s.limits.Load(); len(s.conns) >= lim.MaxConns || s.connsPerIP[ip] >= lim.MaxConnsPerIP {
 		c.rejected = true
 		return overLimit
 	}
