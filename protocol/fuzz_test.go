@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -81,6 +82,16 @@ func FuzzParseRequest(f *testing.F) {
 		req, perr := protocol.ParseRequest(line)
 		if !bytes.Equal(line, orig) {
 			t.Fatalf("ParseRequest modified its input")
+		}
+		// A Parser that has seen other tokens (and this one) parses the
+		// line exactly as ParseRequest does.
+		var p protocol.Parser
+		p.Parse([]byte("GET protected some.other.token"))
+		for range 2 {
+			preq, pperr := p.Parse(line)
+			if !reflect.DeepEqual(preq, req) || !reflect.DeepEqual(pperr, perr) {
+				t.Fatalf("Parser.Parse(%q) = %+v, %v; ParseRequest = %+v, %v", line, preq, pperr, req, perr)
+			}
 		}
 		if req.ID != nil && !validWireID(req.ID) {
 			t.Fatalf("ParseRequest(%q).ID = %q: not a JSON string or number", line, req.ID)

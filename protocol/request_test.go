@@ -455,3 +455,42 @@ func BenchmarkParseRequestInlineGet(b *testing.B) {
 		}
 	}
 }
+
+// TestParserReusesToken checks that a Parser hands back the same string for
+// a token it saw on the previous line, and the right one when it changes.
+func TestParserReusesToken(t *testing.T) {
+	var p protocol.Parser
+	tokA, tokB := "aaa.bbb.ccc", "ddd.eee.fff"
+	lines := []struct {
+		line, token string
+	}{
+		{"GET protected " + tokA, tokA},
+		{"WHOAMI " + tokA, tokA},
+		{"GET protected " + tokB, tokB},
+		{"LOGOUT all " + tokB, tokB},
+		{"GET protected", ""},
+		{"GET protected " + tokA, tokA},
+	}
+	for _, l := range lines {
+		buf := []byte(l.line)
+		req, perr := p.Parse(buf)
+		if perr != nil {
+			t.Fatalf("Parse(%q): %v", l.line, perr)
+		}
+		// The parser must not keep the line's bytes: the server reuses them.
+		for i := range buf {
+			buf[i] = 'x'
+		}
+		if req.Token != l.token {
+			t.Fatalf("Parse(%q).Token = %q, want %q", l.line, req.Token, l.token)
+		}
+	}
+	line := []byte("GET protected " + tokA)
+	if n := testing.AllocsPerRun(100, func() {
+		if req, _ := p.Parse(line); req.Token != tokA {
+			t.Fatal("wrong token")
+		}
+	}); n != 0 {
+		t.Fatalf("Parse of a repeated token line allocates %v times, want 0", n)
+	}
+}

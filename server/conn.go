@@ -56,6 +56,12 @@ type conn struct {
 	rejected      bool // over a connection limit: answered 503 and closed
 	saidBye       bool // a bye event went out: close in order (lingerClose)
 
+	// The request being handled and the parser that fills it, kept here
+	// so that a request does not escape to the heap.
+	parser        protocol.Parser
+	req           protocol.Request
+	tokenIdentity Identity // the identity of the current request's token
+
 	// Response data reused across requests, so answering allocates
 	// nothing for them.
 	userData     protocol.UserData
@@ -355,13 +361,22 @@ func (c *conn) handleLine(raw []byte) (closeConn bool) {
 		c.out = c.out[:0]
 		return true
 	}
-	req, perr := protocol.ParseRequest(line)
+	// The request lives in the conn, not on the heap per line: handlers
+	// pass it by pointer through interfaces, which would make it escape.
+	var perr *protocol.Error
+	c.req, perr = c.parser.Parse(line)
 	if perr != nil {
-		c.respondError(req.ID, perr)
+		c.respondError(c.req.ID, perr)
 		return false
 	}
-	return c.dispatch(&req)
+	closeConn = c.dispatch(&c.req)
+	c.req = protocol.Request{} // hold no password past its request
+	return closeConn
 }
+
+// maxHTTPVersion bounds the length of an HTTP version that looksLikeHTTP
+// recognises ("HTTP/1.1" is 8 bytes).
+const maxHTTPVersion = 16
 
 // looksLikeHTTP recognises an HTTP request line ("POST /x HTTP/1.1") or a
 // Host header.
@@ -372,8 +387,15 @@ func looksLikeHTTP(line []byte) bool {
 	if len(line) >= 5 && protocol.EqualFoldASCII(string(line[:5]), "host:") {
 		return true
 	}
-	sp := bytes.LastIndexByte(line, ' ')
-	return sp > 0 && bytes.HasPrefix(line[sp+1:], []byte("HTTP/")) && bytes.IndexByte(line, ' ') < sp
+	// The version ("HTTP/1.1") is short: look for its space near the end
+	// only, not back through a long token.
+	tail := line[max(0, len(line)-maxHTTPVersion-1):]
+	sp := bytes.LastIndexByte(tail, ' ')
+	if sp < 0 {
+		return false
+	}
+	sp += len(line) - len(tail)
+	return bytes.HasPrefix(line[sp+1:], []byte("HTTP/")) && bytes.IndexByte(line, ' ') < sp
 }
 
 func (c *conn) respond(id []byte, status int, msg string, data protocol.Data) {
@@ -553,7 +575,8 @@ func (c *conn) identity(ctx context.Context, req *protocol.Request) (*Identity, 
 			return nil, err
 		}
 		c.authenticated = true
-		return &id, nil
+		c.tokenIdentity = id
+		return &c.tokenIdentity, nil
 	}
 	if c.session == nil {
 		return nil, nil

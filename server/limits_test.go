@@ -155,6 +155,8 @@ func TestHTTPRequestClosesConnection(t *testing.T) {
 		"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 30\r\n\r\nREGISTER evil s3cretpass\r\n",
 		"Host: example.com\r\n",
 		"PING\nPOST / HTTP/1.0\r\nREGISTER evil2 s3cretpass\n",
+		// A long path: the guard looks for the version near the end only.
+		"POST /" + strings.Repeat("a", 3000) + " HTTP/1.1\r\nREGISTER evil3 s3cretpass\r\n",
 	} {
 		w := openWire(t, srv.Addr)
 		if strings.HasPrefix(req, "PING") {
@@ -165,7 +167,7 @@ func TestHTTPRequestClosesConnection(t *testing.T) {
 		io.WriteString(w.nc, req)
 		w.expectClosed()
 	}
-	for _, name := range []string{"evil", "evil2"} {
+	for _, name := range []string{"evil", "evil2", "evil3"} {
 		if _, err := srv.Store.GetUser(t.Context(), name); err == nil {
 			t.Fatalf("the HTTP body's REGISTER %s ran", name)
 		}
@@ -173,14 +175,15 @@ func TestHTTPRequestClosesConnection(t *testing.T) {
 	mu.Lock()
 	n, all := strings.Count(logs.String(), "cross-protocol"), logs.String()
 	mu.Unlock()
-	if n != 4 {
-		t.Fatalf("%d security warnings logged, want 4:\n%s", n, all)
+	if n != 5 {
+		t.Fatalf("%d security warnings logged, want 5:\n%s", n, all)
 	}
 	// Commands that merely look alike are not HTTP.
 	w := openWire(t, srv.Addr)
 	w.expect("GET protected", 401, protocol.CodeUnauthenticated)
 	w.expect("LOGIN victim s3cretpass", 200, "")
 	w.expect("GET protected HTTP", 401, protocol.CodeInvalidToken)
+	w.expect("GET protected "+strings.Repeat("x", 600)+".HTTP/1.1", 401, protocol.CodeInvalidToken)
 }
 
 // TestClientThatNeverReads shows that a client that floods requests and
