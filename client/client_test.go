@@ -31,7 +31,17 @@ func TestMain(m *testing.M) {
 
 func dial(t *testing.T, addr string) *client.Client {
 	t.Helper()
-	c, err := client.Dial(context.Background(), addr, &client.Options{DialTimeout: 5 * time.Second})
+	return dialWith(t, addr, client.Options{})
+}
+
+// dialWith dials with opts (DialTimeout defaulting to 5s) and closes the
+// Client when the test ends.
+func dialWith(t *testing.T, addr string, opts client.Options) *client.Client {
+	t.Helper()
+	if opts.DialTimeout == 0 {
+		opts.DialTimeout = 5 * time.Second
+	}
+	c, err := client.Dial(context.Background(), addr, &opts)
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
 	}
@@ -265,8 +275,10 @@ func TestQuit(t *testing.T) {
 }
 
 func TestServerShutdown(t *testing.T) {
+	// Without reconnection, the bye is the last word. (With it, see
+	// TestReconnectGivesUp.)
 	srv := servertest.Start(t, servertest.Options{})
-	c := dial(t, srv.Addr)
+	c := dialWith(t, srv.Addr, client.Options{NoReconnect: true})
 	srv.Stop(t)
 	err := c.Ping(context.Background())
 	if !errors.Is(err, client.ErrConnection) {
@@ -334,7 +346,7 @@ func silentAfterHello(conn net.Conn, r *bufio.Reader) {
 }
 
 func TestContextDeadline(t *testing.T) {
-	c := dial(t, fakeServer(t, silentAfterHello))
+	c := dialWith(t, fakeServer(t, silentAfterHello), client.Options{NoReconnect: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -345,8 +357,9 @@ func TestContextDeadline(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("Ping took %v", d)
 	}
-	// The unanswered request leaves the stream out of step: closed.
-	if err := c.Ping(context.Background()); !errors.Is(err, client.ErrConnection) {
+	// The unanswered request leaves the stream out of step: closed (and,
+	// with NoReconnect, not replaced).
+	if err := c.Ping(context.Background()); !errors.Is(err, client.ErrConnection) || errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Ping after timeout = %v", err)
 	}
 }
@@ -450,7 +463,7 @@ func TestEvents(t *testing.T) {
 		fmt.Fprint(conn, `{"event":"bye","reason":"idle_timeout"}`+"\n")
 		r.ReadString('\n')
 	})
-	c := dial(t, addr)
+	c := dialWith(t, addr, client.Options{NoReconnect: true})
 	if err := c.Ping(context.Background()); err != nil {
 		t.Fatalf("Ping with a notice before the answer: %v", err)
 	}

@@ -48,6 +48,14 @@ func TokensFrom(l *protocol.LoginData) Tokens {
 //
 // A TokenSource is safe for concurrent use: requests that find the token
 // expired at the same time share one renewal.
+//
+// Over a Client that reconnects (the default, see the package
+// documentation) a TokenSource goes on across server restarts and
+// lame-duck shutdowns: a REFRESH finding the connection lost is sent on a
+// new one. A REFRESH is never sent twice, though: if the connection broke
+// after it was written, the error wraps ErrConnection and the pair is
+// kept; should the server have carried it out, the kept refresh token is
+// retired and the next renewal fails with ErrSessionExpired.
 type TokenSource struct {
 	// Client makes the REFRESH requests (unless Refresher is set).
 	Client *Client

@@ -477,7 +477,7 @@ func TestByeWhileIdle(t *testing.T) {
 		r.ReadString('\n') // until the client hangs up
 	})
 	events := newEventLog()
-	c := dialEvents(t, addr, events)
+	c := dialWith(t, addr, client.Options{OnEvent: events.onEvent, NoReconnect: true})
 	if ev := events.wait(t, client.EventBye); ev.Reason != "idle_timeout" {
 		t.Fatalf("event %+v", ev)
 	}
