@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/authline/authline/protocol"
@@ -20,6 +21,12 @@ import (
 
 const (
 	readBufferSize = 4 << 10
+	// idleReadSize is what an idle connection reads into while it holds no
+	// read buffer: enough for a request line with a token.
+	idleReadSize = 512
+	// maxKeptOut is the largest response buffer kept while idle; a bigger
+	// one (a long USERS page) is left to the garbage collector.
+	maxKeptOut = 16 << 10
 	// flushThreshold bounds the responses a pipelining client can make the
 	// server hold before they are written out.
 	flushThreshold = 16 << 10
@@ -32,9 +39,21 @@ type conn struct {
 	srv  *Server
 	nc   net.Conn
 	peer Peer
+	// r and out belong to bufs, which the connection holds only while it
+	// has work: an idle connection gives them back to bufferPool and waits
+	// holding no buffer (see waitIdle), so 10,000 idle clients do not hold
+	// 10,000 read buffers.
+	bufs *connBuffers
 	r    *bufio.Reader
-	line []byte // accumulates a line longer than the read buffer
 	out  []byte // responses not yet written
+	line []byte // accumulates a line longer than the read buffer
+
+	// What an idle wait read, not yet handed to r: in a pooled chunk on a
+	// plain TCP connection (raw, see readWhenReadable), else in idleBuf.
+	raw     syscall.RawConn
+	chunk   *[readBufferSize]byte
+	idleBuf *[idleReadSize]byte
+	pending []byte
 
 	// mu orders the shutdown check before a read against Shutdown's
 	// interrupt, so a connection cannot block in a read Shutdown missed.
@@ -54,24 +73,15 @@ type conn struct {
 	// valid token; it lifts the pre-authentication line limit.
 	authenticated bool
 	rejected      bool // over a connection limit: answered 503 and closed
+	status        int  // status of the last response buffered, for the Observer
 	saidBye       bool // a bye event went out: close in order (lingerClose)
 
-	// The request being handled and the parser that fills it, kept here
-	// so that a request does not escape to the heap.
-	parser        protocol.Parser
-	req           protocol.Request
-	tokenIdentity Identity // the identity of the current request's token
-
-	// Response data reused across requests, so answering allocates
-	// nothing for them.
-	userData     protocol.UserData
-	loginData    protocol.LoginData
-	resourceData protocol.ResourceData
-	whoamiData   protocol.WhoAmIData
+	// parser remembers the connection's last token across requests.
+	parser protocol.Parser
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
-	c := &conn{srv: s, nc: nc, r: bufio.NewReaderSize(nc, readBufferSize)}
+	c := &conn{srv: s, nc: nc, raw: rawConnOf(nc)}
 	if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
 		c.peer.Addr = ap
 	}
@@ -79,6 +89,111 @@ func newConn(s *Server, nc net.Conn) *conn {
 }
 
 func (c *conn) log() *slog.Logger { return c.srv.Logger }
+
+// connBuffers are what a connection needs only while it handles
+// requests: the read and response buffers, and the request and response
+// data, kept here rather than allocated per request (a request passed by
+// pointer through interfaces would escape to the heap).
+type connBuffers struct {
+	r   bufio.Reader
+	out []byte
+
+	req           protocol.Request
+	tokenIdentity Identity // the identity of the current request's token
+
+	userData     protocol.UserData
+	loginData    protocol.LoginData
+	resourceData protocol.ResourceData
+	whoamiData   protocol.WhoAmIData
+}
+
+var bufferPool = sync.Pool{New: func() any {
+	return &connBuffers{r: *bufio.NewReaderSize(nil, readBufferSize)}
+}}
+
+// takeBuffers gives the connection its buffers; the read buffer first
+// hands out what an idle read left in pending.
+func (c *conn) takeBuffers() {
+	if c.bufs != nil {
+		return
+	}
+	c.bufs = bufferPool.Get().(*connBuffers)
+	c.bufs.r.Reset(c)
+	c.r, c.out = &c.bufs.r, c.bufs.out[:0]
+}
+
+// releaseBuffers gives the buffers back while the connection is idle; the
+// read buffer must be empty and the responses written.
+func (c *conn) releaseBuffers() {
+	if c.bufs == nil {
+		return
+	}
+	if cap(c.out) <= maxKeptOut {
+		c.bufs.out = c.out[:0]
+	} else {
+		c.bufs.out = nil
+	}
+	c.bufs.r.Reset(nil)
+	// The data may hold tokens and user names: keep none of it in the pool.
+	c.bufs.req, c.bufs.tokenIdentity = protocol.Request{}, Identity{}
+	c.bufs.userData, c.bufs.loginData = protocol.UserData{}, protocol.LoginData{}
+	c.bufs.resourceData, c.bufs.whoamiData = protocol.ResourceData{}, protocol.WhoAmIData{}
+	bufferPool.Put(c.bufs)
+	c.bufs, c.r, c.out = nil, nil, nil
+	c.line = nil        // only ever used by lines longer than the read buffer
+	if c.chunk != nil { // only when closing with unread input
+		chunkPool.Put(c.chunk)
+		c.chunk, c.pending = nil, nil
+	}
+}
+
+// chunkPool holds the buffers that idle TCP connections read into when
+// they wake up (readWhenReadable).
+var chunkPool = sync.Pool{New: func() any { return new([readBufferSize]byte) }}
+
+// Read is the read buffer's source: first what an idle read left in
+// pending, then the network.
+func (c *conn) Read(p []byte) (int, error) {
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		if len(c.pending) == 0 && c.chunk != nil {
+			chunkPool.Put(c.chunk)
+			c.chunk = nil
+		}
+		return n, nil
+	}
+	return c.nc.Read(p)
+}
+
+// waitIdle waits, holding no buffers, for the client to send something.
+func (c *conn) waitIdle() error {
+	if len(c.pending) > 0 {
+		return nil
+	}
+	c.releaseBuffers()
+	var n int
+	var err error
+	if c.raw != nil {
+		n, err = c.readWhenReadable()
+	} else {
+		// TLS: a read must go through the tls.Conn, into a buffer held
+		// while waiting; a small one.
+		if c.idleBuf == nil {
+			c.idleBuf = new([idleReadSize]byte)
+		}
+		n, err = c.nc.Read(c.idleBuf[:])
+		c.pending = c.idleBuf[:n]
+	}
+	c.takeBuffers()
+	if n > 0 {
+		return nil // an error comes again from the next read
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return err
+}
 
 // interrupt wakes the connection from a read so it notices a shutdown.
 func (c *conn) interrupt() {
@@ -138,7 +253,7 @@ func (c *conn) setReadDeadline(t time.Time) {
 // buffer: reading it needs no syscall, so no line deadline either.
 func (c *conn) lineBuffered() bool {
 	buf, _ := c.r.Peek(c.r.Buffered())
-	return bytes.IndexByte(buf, '\n') >= 0
+	return bytes.IndexByte(buf, '\n') >= 0 || bytes.IndexByte(c.pending, '\n') >= 0
 }
 
 // errTooManyConns is what a connection over a limit gets.
@@ -168,6 +283,8 @@ func (c *conn) serve() {
 		c.setSession(nil)
 		c.srv.trackConn(c, false)
 	}()
+	c.takeBuffers()
+	defer c.releaseBuffers()
 	c.out = protocol.AppendHello(c.out, c.srv.Version)
 	if c.flush() != nil {
 		return
@@ -189,7 +306,7 @@ func (c *conn) serve() {
 				c.bye(protocol.ByeShutdown)
 				return
 			}
-			if _, err := c.r.Peek(1); err != nil {
+			if err := c.waitIdle(); err != nil {
 				if isTimeout(err) && c.recheck.Load() && !c.srv.inShutdown.Load() {
 					continue // woken by poke: re-validate, then wait again
 				}
@@ -283,11 +400,13 @@ func (c *conn) readFailed(err error, timeoutReason string) {
 		e := protocol.Errorf(protocol.CodeLineTooLong, "request line longer than %d bytes", max)
 		c.respondError(nil, e)
 		c.bye(protocol.ByeLineTooLong)
+		c.observeLimit(LimitLineTooLong)
 	case c.srv.inShutdown.Load():
 		c.bye(protocol.ByeShutdown)
 	case isTimeout(err):
 		c.log().Info("limit hit: connection timed out; closing", "remote", c.peer.Addr, "reason", timeoutReason)
 		c.bye(timeoutReason)
+		c.observeLimit(timeoutReason) // LimitIdleTimeout or LimitLineTimeout
 	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 		c.flush()
 	default:
@@ -342,8 +461,18 @@ func (c *conn) flush() error {
 	c.out = c.out[:0]
 	if err != nil {
 		c.log().Debug("write failed", "remote", c.peer.Addr, "err", err)
+		if isTimeout(err) {
+			c.observeLimit(LimitWriteTimeout)
+		}
 	}
 	return err
+}
+
+// observeLimit tells the Observer, if any, that a limit was hit.
+func (c *conn) observeLimit(limit string) {
+	if o := c.srv.Observer; o != nil {
+		o.LimitHit(limit)
+	}
 }
 
 // handleLine answers one request line and reports whether the connection
@@ -361,17 +490,39 @@ func (c *conn) handleLine(raw []byte) (closeConn bool) {
 		c.out = c.out[:0]
 		return true
 	}
-	// The request lives in the conn, not on the heap per line: handlers
-	// pass it by pointer through interfaces, which would make it escape.
-	var perr *protocol.Error
-	c.req, perr = c.parser.Parse(line)
+	obs := c.srv.Observer
+	var start time.Duration
+	if obs != nil {
+		start = monoNow()
+	}
+	perr := c.parse(line)
 	if perr != nil {
-		c.respondError(c.req.ID, perr)
+		c.respondError(c.bufs.req.ID, perr)
+		if obs != nil {
+			obs.Request(c.bufs.req.Cmd, c.status, monoNow()-start)
+		}
 		return false
 	}
-	closeConn = c.dispatch(&c.req)
-	c.req = protocol.Request{} // hold no password past its request
+	closeConn = c.dispatch(&c.bufs.req)
+	if obs != nil {
+		obs.Request(c.bufs.req.Cmd, c.status, monoNow()-start)
+	}
+	c.bufs.req = protocol.Request{} // hold no password past its request
 	return closeConn
+}
+
+// parse parses line into c.bufs.req: the request lives in connBuffers,
+// not on the heap per line (handlers pass it by pointer through
+// interfaces, which would make it escape). parse is kept out of line on
+// purpose: inlined, its Request temporaries would enlarge handleLine's
+// frame, which is on the stack of every request and decides whether an
+// idle connection's goroutine fits in a 2 KiB stack.
+//
+//go:noinline
+func (c *conn) parse(line []byte) *protocol.Error {
+	var perr *protocol.Error
+	c.bufs.req, perr = c.parser.Parse(line)
+	return perr
 }
 
 // maxHTTPVersion bounds the length of an HTTP version that looksLikeHTTP
@@ -399,12 +550,14 @@ func looksLikeHTTP(line []byte) bool {
 }
 
 func (c *conn) respond(id []byte, status int, msg string, data protocol.Data) {
+	c.status = status
 	r := protocol.Response{ID: id, Status: status, Message: msg, Data: data}
 	c.out = protocol.AppendResponse(c.out, &r)
 }
 
 func (c *conn) respondError(id []byte, e *protocol.Error) {
 	r := protocol.ErrorResponse(id, e)
+	c.status = r.Status
 	c.out = protocol.AppendResponse(c.out, &r)
 }
 
@@ -413,7 +566,11 @@ func (c *conn) respondError(id []byte, e *protocol.Error) {
 func (c *conn) dispatch(req *protocol.Request) (closeConn bool) {
 	defer func() {
 		if p := recover(); p != nil {
-			c.log().Error("panic while handling request", "remote", c.peer.Addr, "cmd", req.Cmd, "panic", p, "stack", string(debug.Stack()))
+			stack := debug.Stack()
+			if dp, ok := p.(*deepPanic); ok {
+				p, stack = dp.value, dp.stack
+			}
+			c.log().Error("panic while handling request", "remote", c.peer.Addr, "cmd", req.Cmd, "panic", p, "stack", string(stack))
 			c.respondError(req.ID, protocol.Errorf(protocol.CodeInternal, "internal error"))
 			closeConn = false
 		}
@@ -427,29 +584,60 @@ func (c *conn) dispatch(req *protocol.Request) (closeConn bool) {
 		c.bye(protocol.ByeQuit)
 		return true
 	case protocol.CmdRegister:
-		c.register(ctx, req)
+		c.deep(func() { c.register(ctx, req) })
 	case protocol.CmdLogin:
-		c.login(ctx, req)
+		c.deep(func() { c.login(ctx, req) })
 	case protocol.CmdGet:
 		c.get(ctx, req)
 	case protocol.CmdWhoAmI:
 		c.whoami(ctx, req)
 	case protocol.CmdLogout:
-		c.logout(ctx, req)
+		c.deep(func() { c.logout(ctx, req) })
 	case protocol.CmdRefresh:
-		c.refresh(ctx, req)
+		c.deep(func() { c.refresh(ctx, req) })
 	case protocol.CmdPasswd:
-		c.passwd(ctx, req)
+		c.deep(func() { c.passwd(ctx, req) })
 	case protocol.CmdJWKS:
-		c.jwks(ctx, req)
+		c.deep(func() { c.jwks(ctx, req) })
 	case protocol.CmdUsers, protocol.CmdUser, protocol.CmdSetRole, protocol.CmdDisable,
 		protocol.CmdEnable, protocol.CmdDelete, protocol.CmdUnlock, protocol.CmdRevoke:
-		c.admin(ctx, req)
+		c.deep(func() { c.admin(ctx, req) })
 	default:
 		// ParseRequest only returns known commands; this is a bug.
 		c.respondError(req.ID, protocol.Errorf(protocol.CodeInternal, "command %s not implemented", req.Cmd))
 	}
 	return false
+}
+
+// deep runs a command that goes deep into the store, the hash pool and the
+// logger on a goroutine of its own, and waits for it. The connection's
+// goroutine then keeps the small stack of the fast path (GET, WHOAMI,
+// PING), which is what it holds while it sits idle in a read: at 10,000
+// idle connections, stacks grown by a LOGIN's store calls would be most of
+// the server's memory. These commands take milliseconds (bcrypt, store
+// writes); starting a goroutine takes a microsecond.
+func (c *conn) deep(fn func()) {
+	var p *deepPanic
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() {
+			if v := recover(); v != nil {
+				p = &deepPanic{value: v, stack: debug.Stack()}
+			}
+		}()
+		fn()
+	}()
+	<-done
+	if p != nil {
+		panic(p) // answered by dispatch, on the connection's goroutine
+	}
+}
+
+// deepPanic carries a panic of a deep command, with its own stack.
+type deepPanic struct {
+	value any
+	stack []byte
 }
 
 // fail answers an error and logs it: internal and unavailable errors with
@@ -471,8 +659,8 @@ func (c *conn) register(ctx context.Context, req *protocol.Request) {
 		return
 	}
 	c.audit("user registered", id.Username, nil)
-	c.userData = protocol.UserData{Username: id.Username, Role: id.Role}
-	c.respond(req.ID, protocol.StatusCreated, "user created", &c.userData)
+	c.bufs.userData = protocol.UserData{Username: id.Username, Role: id.Role}
+	c.respond(req.ID, protocol.StatusCreated, "user created", &c.bufs.userData)
 }
 
 func (c *conn) login(ctx context.Context, req *protocol.Request) {
@@ -499,13 +687,13 @@ func (c *conn) login(ctx context.Context, req *protocol.Request) {
 	id.Auth = protocol.AuthSession
 	c.setSession(&id)
 	c.audit("login succeeded", id.Username, nil, "mode", req.Mode)
-	c.loginData = protocol.LoginData{Username: id.Username, Role: id.Role, Mode: protocol.ModeSession}
-	c.respond(req.ID, protocol.StatusOK, "logged in", &c.loginData)
+	c.bufs.loginData = protocol.LoginData{Username: id.Username, Role: id.Role, Mode: protocol.ModeSession}
+	c.respond(req.ID, protocol.StatusOK, "logged in", &c.bufs.loginData)
 }
 
 // respondTokens answers with a fresh access and refresh token.
 func (c *conn) respondTokens(req *protocol.Request, id Identity, tok IssuedToken, msg string) {
-	c.loginData = protocol.LoginData{
+	c.bufs.loginData = protocol.LoginData{
 		Username:         id.Username,
 		Role:             id.Role,
 		Mode:             protocol.ModeToken,
@@ -516,7 +704,7 @@ func (c *conn) respondTokens(req *protocol.Request, id Identity, tok IssuedToken
 		RefreshToken:     tok.RefreshToken,
 		RefreshExpiresAt: tok.RefreshExpiresAt,
 	}
-	c.respond(req.ID, protocol.StatusOK, msg, &c.loginData)
+	c.respond(req.ID, protocol.StatusOK, msg, &c.bufs.loginData)
 }
 
 // setSession changes the connection's session and keeps the server's
@@ -575,8 +763,8 @@ func (c *conn) identity(ctx context.Context, req *protocol.Request) (*Identity, 
 			return nil, err
 		}
 		c.authenticated = true
-		c.tokenIdentity = id
-		return &c.tokenIdentity, nil
+		c.bufs.tokenIdentity = id
+		return &c.bufs.tokenIdentity, nil
 	}
 	if c.session == nil {
 		return nil, nil
@@ -611,8 +799,8 @@ func (c *conn) get(ctx context.Context, req *protocol.Request) {
 		c.fail(req, err)
 		return
 	}
-	c.resourceData = protocol.ResourceData{Resource: req.Resource, Username: id.Username, Role: id.Role, Content: content}
-	c.respond(req.ID, protocol.StatusOK, "ok", &c.resourceData)
+	c.bufs.resourceData = protocol.ResourceData{Resource: req.Resource, Username: id.Username, Role: id.Role, Content: content}
+	c.respond(req.ID, protocol.StatusOK, "ok", &c.bufs.resourceData)
 }
 
 var errNotLoggedIn = protocol.Errorf(protocol.CodeUnauthenticated, "not logged in: LOGIN first or send a token")
@@ -636,8 +824,8 @@ func (c *conn) whoami(ctx context.Context, req *protocol.Request) {
 	if !ok {
 		return
 	}
-	c.whoamiData = protocol.WhoAmIData{Username: id.Username, Role: id.Role, Auth: id.Auth}
-	c.respond(req.ID, protocol.StatusOK, "ok", &c.whoamiData)
+	c.bufs.whoamiData = protocol.WhoAmIData{Username: id.Username, Role: id.Role, Auth: id.Auth}
+	c.respond(req.ID, protocol.StatusOK, "ok", &c.bufs.whoamiData)
 }
 
 // logout revokes the request's token if it has one (the session, if any,
@@ -719,8 +907,8 @@ func (c *conn) passwd(ctx context.Context, req *protocol.Request) {
 	c.audit("password changed", newID.Username, nil)
 	if fromSession {
 		*c.session = newID
-		c.loginData = protocol.LoginData{Username: newID.Username, Role: newID.Role, Mode: protocol.ModeSession}
-		c.respond(req.ID, protocol.StatusOK, "password changed", &c.loginData)
+		c.bufs.loginData = protocol.LoginData{Username: newID.Username, Role: newID.Role, Mode: protocol.ModeSession}
+		c.respond(req.ID, protocol.StatusOK, "password changed", &c.bufs.loginData)
 		return
 	}
 	tok, err := c.srv.Backend.IssueToken(ctx, newID)

@@ -28,6 +28,7 @@ import (
 type faultyBackend struct {
 	server.Backend
 	panicOn   string        // resource name whose GET panics
+	panicUser string        // username whose LOGIN panics
 	loginGate chan struct{} // when set, LOGIN waits for it to close
 	loginIn   chan struct{} // signalled when a LOGIN starts waiting
 }
@@ -40,6 +41,9 @@ func (f *faultyBackend) Resource(ctx context.Context, id *server.Identity, name 
 }
 
 func (f *faultyBackend) Login(ctx context.Context, p server.Peer, u, pw string) (server.Identity, error) {
+	if u == f.panicUser && u != "" {
+		panic("boom: test panic in LOGIN")
+	}
 	if f.loginGate != nil {
 		f.loginIn <- struct{}{}
 		<-f.loginGate
@@ -66,6 +70,32 @@ func TestPanicAnswers500AndServerSurvives(t *testing.T) {
 	defer mu.Unlock()
 	if !strings.Contains(logs.String(), "panic") {
 		t.Fatalf("panic not logged: %s", logs.String())
+	}
+}
+
+// TestPanicInDeepCommand: LOGIN runs on a goroutine of its own (conn.deep);
+// a panic there is answered like any other, with the stack of where it
+// happened in the log, and the server goes on.
+func TestPanicInDeepCommand(t *testing.T) {
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, nil))
+	srv := servertest.Start(t, servertest.Options{
+		Logger:      logger,
+		WrapBackend: func(b server.Backend) server.Backend { return &faultyBackend{Backend: b, panicUser: "crash"} },
+	})
+	srv.AddUser(t, "calm", "kitten-orbit-42", "user")
+	w := openWire(t, srv.Addr)
+	m := w.expect(`{"id":"x","cmd":"LOGIN","username":"crash","password":"kitten-orbit-42"}`, 500, protocol.CodeInternal)
+	if string(m.ID) != `"x"` || strings.Contains(m.Message, "boom") {
+		t.Fatalf("500 response: %+v", m)
+	}
+	w.expect("LOGIN calm kitten-orbit-42", 200, "")
+	w.expect("GET protected", 200, "")
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), "boom: test panic in LOGIN") || !strings.Contains(logs.String(), "faultyBackend).Login") {
+		t.Fatalf("panic or its stack not logged: %s", logs.String())
 	}
 }
 

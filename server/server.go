@@ -58,6 +58,10 @@ type Server struct {
 	MaxConns      int
 	MaxConnsPerIP int
 
+	// Observer, if set, is told about connections, requests and limits
+	// hit (for metrics; see Observer).
+	Observer Observer
+
 	// limits holds the limits in force, defaults resolved: the fields
 	// above at the start, then whatever SetLimits put there.
 	limits atomic.Pointer[Limits]
@@ -247,6 +251,9 @@ func (s *Server) trackConn(c *conn, add bool) admission {
 			if s.connsPerIP[ip]--; s.connsPerIP[ip] <= 0 {
 				delete(s.connsPerIP, ip)
 			}
+			if s.Observer != nil {
+				s.Observer.ConnClosed()
+			}
 		}
 		s.connWG.Done()
 		return admitted
@@ -257,10 +264,20 @@ func (s *Server) trackConn(c *conn, add bool) admission {
 	s.connWG.Add(1)
 	if lim := s.limits.Load(); len(s.conns) >= lim.MaxConns || s.connsPerIP[ip] >= lim.MaxConnsPerIP {
 		c.rejected = true
+		if s.Observer != nil {
+			limit := LimitMaxConnsPerIP
+			if len(s.conns) >= lim.MaxConns {
+				limit = LimitMaxConns
+			}
+			s.Observer.ConnRejected(limit)
+		}
 		return overLimit
 	}
 	s.conns[c] = struct{}{}
 	s.connsPerIP[ip]++
+	if s.Observer != nil {
+		s.Observer.ConnOpened()
+	}
 	return admitted
 }
 

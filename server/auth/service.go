@@ -52,6 +52,9 @@ type Config struct {
 
 	// Logger records key set changes; nil discards.
 	Logger *slog.Logger
+	// Observer, if set, is told about LOGIN outcomes, throttling, limits
+	// and the hash pool (for metrics; see Observer).
+	Observer Observer
 }
 
 // Defaults of Config.
@@ -74,8 +77,10 @@ type Service struct {
 	hashing  *hashPool
 	now      func() time.Time
 	// dummyHash is compared against when a user does not exist, so that a
-	// LOGIN for an unknown user costs the same as a wrong password.
-	dummyHash []byte
+	// LOGIN for an unknown user costs the same as a wrong password. It is
+	// computed in the background from New on: at cost 12 it takes a
+	// quarter of a second, which the server's start need not wait for.
+	dummyHash func() []byte
 
 	cache        *cache
 	refreshTTL   time.Duration
@@ -89,6 +94,7 @@ type Service struct {
 	// VerifyToken read the change feed (unix nanoseconds).
 	lastKeyRefresh atomic.Int64
 	log            *slog.Logger
+	obs            Observer // nil: none
 	watchMu        sync.RWMutex
 	watchers       []func(username string)
 }
@@ -107,10 +113,14 @@ func New(cfg Config) (*Service, error) {
 	if cost < bcrypt.MinCost || cost > bcrypt.MaxCost {
 		return nil, fmt.Errorf("auth: bcrypt cost %d is outside %d..%d", cost, bcrypt.MinCost, bcrypt.MaxCost)
 	}
-	dummy, err := bcrypt.GenerateFromPassword([]byte("authline dummy password"), cost)
-	if err != nil {
-		return nil, fmt.Errorf("auth: dummy hash: %w", err)
-	}
+	dummy := sync.OnceValue(func() []byte {
+		h, err := bcrypt.GenerateFromPassword([]byte("authline dummy password"), cost)
+		if err != nil { // only for a cost out of range, checked above
+			panic(fmt.Sprintf("auth: dummy hash: %v", err))
+		}
+		return h
+	})
+	go dummy()
 	st := cfg.Store
 	if d := cmp.Or(cfg.StoreTimeout, DefaultStoreTimeout); d > 0 {
 		st = store.WithTimeout(st, d)
@@ -136,11 +146,13 @@ func New(cfg Config) (*Service, error) {
 		queue = DefaultHashQueue
 	}
 	svc.hashing = newHashPool(workers, max(queue, 0))
+	svc.obs, svc.hashing.obs = cfg.Observer, cfg.Observer
 	svc.cache = newCache()
 	svc.refreshTTL = cmp.Or(cfg.RefreshTTL, DefaultRefreshTTL)
 	svc.syncInterval = cmp.Or(cfg.SyncInterval, DefaultSyncInterval)
 	svc.log = orDiscard(cfg.Logger)
 	// Changes before now are already in the store; follow from here.
+	var err error
 	if svc.seq, err = st.LatestChange(context.Background()); err != nil {
 		return nil, fmt.Errorf("auth: read change feed: %w", err)
 	}
@@ -156,6 +168,17 @@ func New(cfg Config) (*Service, error) {
 
 // HashQueueLen is how many password hashes are running or waiting.
 func (s *Service) HashQueueLen() int { return s.hashing.queued() }
+
+// HashPoolStats returns how many password hashes are running and how many
+// wait for a worker (for metrics).
+func (s *Service) HashPoolStats() (running, waiting int) { return s.hashing.stats() }
+
+// observeLimit tells the Observer, if any, that a limit refused a request.
+func (s *Service) observeLimit(limit string) {
+	if s.obs != nil {
+		s.obs.LimitHit(limit)
+	}
+}
 
 // HashPassword normalises and checks a password and returns its bcrypt
 // hash at the given cost. Used by REGISTER and by `authlined user add`.
@@ -174,6 +197,7 @@ func HashPassword(password string, cost int) ([]byte, error) {
 // Register implements server.Backend.
 func (s *Service) Register(ctx context.Context, peer server.Peer, username, password string) (server.Identity, error) {
 	if ok, wait := s.ipLimit.allow(peer.Addr.Addr(), s.now()); !ok {
+		s.observeLimit(LimitIPAuthRate)
 		return server.Identity{}, errIPRateLimited(wait)
 	}
 	name, err := NormalizeUsername(username)
@@ -221,6 +245,14 @@ var (
 // store reads, a bcrypt compare (against a dummy hash when there is no
 // user) and the same failure counting.
 func (s *Service) Login(ctx context.Context, peer server.Peer, username, password string) (server.Identity, error) {
+	id, err := s.login(ctx, peer, username, password)
+	if s.obs != nil {
+		s.obs.Login(loginOutcome(err))
+	}
+	return id, err
+}
+
+func (s *Service) login(ctx context.Context, peer server.Peer, username, password string) (server.Identity, error) {
 	pw := norm.NFKC.String(password)
 	if len(pw) > MaxPassword {
 		// Refused outright: bcrypt would compare only the first 72 bytes
@@ -229,6 +261,7 @@ func (s *Service) Login(ctx context.Context, peer server.Peer, username, passwor
 	}
 	ip := peer.Addr.Addr()
 	if ok, wait := s.ipLimit.allow(ip, s.now()); !ok {
+		s.observeLimit(LimitIPAuthRate)
 		return server.Identity{}, errIPRateLimited(wait)
 	}
 	// Counters are kept for the name as typed, whether or not it exists,
@@ -236,7 +269,7 @@ func (s *Service) Login(ctx context.Context, peer server.Peer, username, passwor
 	// so they are not counted.
 	name, nameErr := NormalizeUsername(username)
 	var pair store.Failures
-	hash := s.dummyHash
+	var hash []byte
 	var user store.User
 	found := false
 	var version uint64
@@ -253,6 +286,9 @@ func (s *Service) Login(ctx context.Context, peer server.Peer, username, passwor
 		case !errors.Is(err, store.ErrNotFound):
 			return server.Identity{}, storeError(err)
 		}
+	}
+	if !found {
+		hash = s.dummyHash()
 	}
 	var match bool
 	if err := s.hashing.do(ctx, func() { match = bcrypt.CompareHashAndPassword(hash, []byte(pw)) == nil }); err != nil {

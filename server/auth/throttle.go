@@ -73,10 +73,13 @@ func failureKeys(username string, ip netip.Addr) (pair, user store.FailureKey) {
 	return store.FailureKey{Username: username, IP: ip.String()}, store.FailureKey{Username: username}
 }
 
+// throttledMessage tells a throttled LOGIN from a rate-limited one.
+const throttledMessage = "too many failed logins for this account; try again later"
+
 func errThrottled(retryAfter time.Duration) error {
 	return &protocol.Error{
 		Code:       protocol.CodeRateLimited,
-		Message:    "too many failed logins for this account; try again later",
+		Message:    throttledMessage,
 		RetryAfter: retryAfter,
 	}
 }
@@ -98,6 +101,9 @@ func (s *Service) checkThrottle(ctx context.Context, username string, ip netip.A
 		return pair, storeError(err)
 	}
 	if d := s.throttle.lockedFor(pair, user, s.now()); d > 0 {
+		if s.obs != nil {
+			s.obs.Throttled()
+		}
 		return pair, errThrottled(d)
 	}
 	return pair, nil

@@ -17,6 +17,7 @@ import (
 
 	"github.com/authline/authline/server"
 	"github.com/authline/authline/server/auth"
+	"github.com/authline/authline/server/metrics"
 	"github.com/authline/authline/server/store"
 	"github.com/authline/authline/server/store/sqlite"
 )
@@ -59,6 +60,11 @@ type Options struct {
 
 	// WrapBackend, if set, wraps the real backend (to inject faults).
 	WrapBackend func(server.Backend) server.Backend
+
+	// Metrics, if set, observes the server and the auth service and
+	// times the store, as `authlined serve --metrics-listen` does. The
+	// test serves it (Metrics.Handler) itself.
+	Metrics *metrics.Metrics
 }
 
 // Server is a running test server.
@@ -119,8 +125,15 @@ func Start(t testing.TB, opts Options) *Server {
 	if ipLimit == nil {
 		ipLimit = &auth.IPRateLimit{}
 	}
+	var svcStore store.Store = st
+	var authObs auth.Observer
+	var srvObs server.Observer
+	if opts.Metrics != nil {
+		svcStore, authObs, srvObs = opts.Metrics.WrapStore(st), opts.Metrics, opts.Metrics
+	}
 	s.Service, err = auth.New(auth.Config{
-		Store:        st,
+		Store:        svcStore,
+		Observer:     authObs,
 		Tokens:       tokens,
 		BcryptCost:   s.Cost,
 		Throttle:     opts.Throttle,
@@ -135,6 +148,9 @@ func Start(t testing.TB, opts Options) *Server {
 	if err != nil {
 		st.Close()
 		t.Fatalf("auth: %v", err)
+	}
+	if opts.Metrics != nil {
+		opts.Metrics.WatchHashPool(s.Service.HashPoolStats)
 	}
 	var backend server.Backend = s.Service
 	if opts.WrapBackend != nil {
@@ -151,6 +167,7 @@ func Start(t testing.TB, opts Options) *Server {
 		WriteTimeout:        opts.WriteTimeout,
 		MaxConns:            opts.MaxConns,
 		MaxConnsPerIP:       opts.MaxConnsPerIP,
+		Observer:            srvObs,
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
