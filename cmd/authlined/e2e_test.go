@@ -65,6 +65,8 @@ func TestE2E(t *testing.T) {
 		{"TLS", testE2ETLS},
 		{"Environment", testE2EEnvironment},
 		{"SIGTERM", testE2ESIGTERM},
+		{"Scheduling", testE2EScheduling},
+		{"Metrics", testE2EMetrics},
 		{"ClientDemo", testE2EClientDemo},
 		{"Keys", testE2EKeys},
 	}
@@ -712,6 +714,35 @@ func testE2ESIGTERM(t *testing.T, bins e2eBins) {
 	if nc, err := net.DialTimeout("tcp", srv.addr, time.Second); err == nil {
 		nc.Close()
 		t.Fatalf("%s still accepts connections after the shutdown", srv.addr)
+	}
+}
+
+// testE2EScheduling: serve gives the Go scheduler one slot more than hash
+// workers, so that GETs are not queued behind a login flood, unless the
+// environment sets GOMAXPROCS.
+func testE2EScheduling(t *testing.T, bins e2eBins) {
+	gomaxprocs := regexp.MustCompile(`hash_workers=(\d+) gomaxprocs=(\d+)`)
+	for _, tc := range []struct {
+		name    string
+		env     []string
+		workers string
+		check   func(workers, procs int) bool
+	}{
+		{"default", nil, "3", func(w, p int) bool { return p >= w+1 }},
+		{"GOMAXPROCS set", []string{"GOMAXPROCS=1"}, "3", func(w, p int) bool { return p == 1 }},
+	} {
+		db := filepath.Join(t.TempDir(), "a.db")
+		srv := e2eStart(t, bins.authlined, e2eEnv(tc.env...), serveArgs(db, "--hash-workers", tc.workers)...)
+		m := gomaxprocs.FindStringSubmatch(srv.stderr.String())
+		if m == nil {
+			t.Fatalf("%s: the listening line names no hash_workers and gomaxprocs:\n%s", tc.name, srv.stderr.String())
+		}
+		w, _ := strconv.Atoi(m[1])
+		p, _ := strconv.Atoi(m[2])
+		if !tc.check(w, p) {
+			t.Fatalf("%s: hash_workers=%d gomaxprocs=%d", tc.name, w, p)
+		}
+		srv.stop()
 	}
 }
 

@@ -61,14 +61,16 @@ func newRootCmd(streams Streams) *cobra.Command {
 		Short: "authline server: authentication over a newline-delimited JSON protocol on TCP",
 		Long: `authlined serves the authline protocol (register, log in, sessions and
 JWT tokens, an admin-only resource) on TCP or TLS, and manages its users
-offline. Every flag can also be set with an AUTHLINE_* environment variable:
---token-ttl is AUTHLINE_TOKEN_TTL. Flags win over the environment.
+offline. Every flag can also be set with an AUTHLINE_* environment variable
+(--token-ttl is AUTHLINE_TOKEN_TTL) and in a TOML config file given with
+--config (token-ttl = "15m"). Flags win over the environment, which wins
+over the file. "authlined config print" shows the configuration in force.
 
 Exit codes: 0 ok, 1 error, 2 usage.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			return applyEnv(cmd)
+			return loadConfig(cmd)
 		},
 	}
 	root.SetIn(streams.In)
@@ -76,7 +78,8 @@ Exit codes: 0 ok, 1 error, 2 usage.`,
 	root.SetErr(streams.ErrOut)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.PersistentFlags().StringVar(&g.db, "db", "authline.db", "the store: an SQLite path (or sqlite://PATH), or a postgres:// URL (search_path selects the schema)")
-	root.AddCommand(newServeCmd(g, streams), newUserCmd(g, streams), newKeysCmd(g, streams), newMigrateCmd(streams), newVersionCmd(streams))
+	root.PersistentFlags().String(configFlag, "", "TOML config file whose keys are the flag names of serve (listen = \"0.0.0.0:7411\"); flags and AUTHLINE_* variables win over it")
+	root.AddCommand(newServeCmd(g, streams), newUserCmd(g, streams), newKeysCmd(g, streams), newMigrateCmd(streams), newVersionCmd(streams), newConfigCmd(g, streams))
 	return root
 }
 
@@ -114,22 +117,29 @@ func isCobraUsageError(err error) bool {
 }
 
 // applyEnv sets every flag that was not given on the command line from
-// AUTHLINE_<FLAG>, with dashes as underscores.
-func applyEnv(cmd *cobra.Command) error {
+// AUTHLINE_<FLAG>, with dashes as underscores, marks it changed and records
+// the variable as its source.
+func applyEnv(flags map[string]*pflag.Flag, sources map[string]string) error {
 	var errs []error
-	apply := func(f *pflag.Flag) {
+	for _, name := range sortedNames(flags) {
+		f := flags[name]
 		if f.Changed {
-			return
+			continue
 		}
-		name := "AUTHLINE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v, ok := os.LookupEnv(name); ok {
+		env := envName(name)
+		if v, ok := os.LookupEnv(env); ok {
 			if err := f.Value.Set(v); err != nil {
-				errs = append(errs, usageErrorf("%s: %v", name, err))
+				errs = append(errs, usageErrorf("%s: %v", env, err))
 			}
 			f.Changed = true
+			sources[name] = "env " + env
 		}
 	}
-	cmd.Flags().VisitAll(apply)
-	cmd.InheritedFlags().VisitAll(apply)
 	return errors.Join(errs...)
+}
+
+// envName is the environment variable of a flag: --token-ttl is
+// AUTHLINE_TOKEN_TTL.
+func envName(flag string) string {
+	return "AUTHLINE_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }

@@ -49,6 +49,7 @@ type serveOptions struct {
 	hashWorkers       int
 	hashQueue         int
 	shutdownTimeout   time.Duration
+	monitorOptions    // --metrics-listen, --lame-duck-delay (metrics.go)
 	logFormat         string
 	logLevel          string
 }
@@ -60,7 +61,9 @@ func newServeCmd(g *globalOptions, streams Streams) *cobra.Command {
 		Short: "Serve the authline protocol",
 		Long: `Serve the authline protocol on --listen until SIGINT or SIGTERM, then shut
 down gracefully: stop accepting, answer requests in flight, send idle
-connections a bye event, close the store.
+connections a bye event, close the store. With --lame-duck-delay it first
+keeps serving that long with /readyz (--metrics-listen) reporting 503, so
+that a load balancer drains it.
 
 Listening on an address that is not loopback requires TLS (--tls-cert and
 --tls-key) unless --insecure-plaintext is given: passwords and tokens would
@@ -90,6 +93,7 @@ cross the network in clear text.`,
 	f.IntVar(&opts.maxConns, "max-conns", server.DefaultMaxConns, "most open connections; more get 503 and are closed (0: no limit)")
 	f.IntVar(&opts.maxConnsPerIP, "max-conns-per-ip", server.DefaultMaxConnsPerIP, "most open connections from one IP address (0: no limit)")
 	f.DurationVar(&opts.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long a graceful shutdown waits for requests in flight")
+	addMonitorFlags(f, &opts.monitorOptions)
 	opts.throttle, opts.ipRate = auth.DefaultThrottlePolicy, auth.DefaultIPRateLimit
 	f.BoolVar(&opts.throttle.Disabled, "no-login-throttle", false, "switch off failed-login throttling (for load tests only)")
 	f.DurationVar(&opts.throttle.Window, "throttle-window", opts.throttle.Window, "failed logins older than this are forgotten")
@@ -126,23 +130,25 @@ func defaultKeyFile(db string) string {
 	return strings.TrimSuffix(db, filepath.Ext(db)) + ".key"
 }
 
-func newLogger(streams Streams, format, level string) (*slog.Logger, error) {
-	var lvl slog.Level
+// newLogger returns the server's logger and its level, which a SIGHUP
+// reload can change.
+func newLogger(streams Streams, format, level string) (*slog.Logger, *slog.LevelVar, error) {
+	lvl := new(slog.LevelVar)
 	if err := lvl.UnmarshalText([]byte(level)); err != nil {
-		return nil, usageErrorf("--log-level: %v", err)
+		return nil, nil, usageErrorf("--log-level: %v", err)
 	}
 	ho := &slog.HandlerOptions{Level: lvl}
 	switch format {
 	case "text":
-		return slog.New(slog.NewTextHandler(streams.ErrOut, ho)), nil
+		return slog.New(slog.NewTextHandler(streams.ErrOut, ho)), lvl, nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(streams.ErrOut, ho)), nil
+		return slog.New(slog.NewJSONHandler(streams.ErrOut, ho)), lvl, nil
 	}
-	return nil, usageErrorf("--log-format must be text or json, not %q", format)
+	return nil, nil, usageErrorf("--log-format must be text or json, not %q", format)
 }
 
 func runServe(ctx context.Context, opts *serveOptions) error {
-	log, err := newLogger(opts.streams, opts.logFormat, opts.logLevel)
+	log, logLevel, err := newLogger(opts.streams, opts.logFormat, opts.logLevel)
 	if err != nil {
 		return err
 	}
@@ -161,13 +167,20 @@ func runServe(ctx context.Context, opts *serveOptions) error {
 		return usageErrorf("refusing to serve plaintext on %s, which is not a loopback address: passwords and tokens would cross the network in clear; give --tls-cert and --tls-key, or --insecure-plaintext", opts.listen)
 	}
 	var tlsConfig *tls.Config
+	var certs *certHolder // swapped by a SIGHUP reload
 	if useTLS {
-		cert, err := tls.LoadX509KeyPair(opts.tlsCert, opts.tlsKey)
-		if err != nil {
+		if certs, err = newCertHolder(opts.tlsCert, opts.tlsKey); err != nil {
 			return fmt.Errorf("load TLS certificate: %w", err)
 		}
-		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		tlsConfig = &tls.Config{GetCertificate: certs.getCertificate, MinVersion: tls.VersionTLS12}
 	}
+
+	// The metrics server starts first and stops last (see metrics.go).
+	mon, err := startMonitor(opts.metricsListen, log)
+	if err != nil {
+		return err
+	}
+	defer mon.stop()
 
 	st, err := storeopen.Open(ctx, opts.db)
 	if err != nil {
@@ -203,8 +216,16 @@ func runServe(ctx context.Context, opts *serveOptions) error {
 	if hashQueue == 0 {
 		hashQueue = -1 // the flag's 0 means no queue; Config's 0 means the default
 	}
+	// Hashes run on threads at the lowest priority (server/auth): one Go
+	// scheduler slot more than hash workers keeps one for GETs while every
+	// worker hashes, and the kernel runs that slot's thread first. An
+	// explicit GOMAXPROCS in the environment wins.
+	if os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) < opts.hashWorkers+1 {
+		runtime.GOMAXPROCS(opts.hashWorkers + 1)
+	}
 	svc, err := auth.New(auth.Config{
-		Store:        st,
+		Store:        mon.store(st),
+		Observer:     mon.authObserver(),
 		Tokens:       tokens,
 		BcryptCost:   opts.bcryptCost,
 		Throttle:     &opts.throttle,
@@ -219,9 +240,7 @@ func runServe(ctx context.Context, opts *serveOptions) error {
 	if err != nil {
 		return usageError{err}
 	}
-	if n, err := st.CountAdmins(ctx); err == nil && n == 0 {
-		log.Warn("the store has no admin; create one with: authlined user add NAME --role admin --db " + storeopen.Redact(opts.db))
-	}
+	mon.attach(st, svc)
 
 	ln, err := net.Listen("tcp", opts.listen)
 	if err != nil {
@@ -241,22 +260,38 @@ func runServe(ctx context.Context, opts *serveOptions) error {
 		WriteTimeout:        off(opts.writeTimeout),
 		MaxConns:            off(opts.maxConns),
 		MaxConnsPerIP:       off(opts.maxConnsPerIP),
+		Observer:            mon.serverObserver(),
 	}
+	stopReload := watchReload(ctx, log, logLevel, certs, srv) // SIGHUP
+	defer stopReload()
 
 	sigCtx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go purge(sigCtx, svc, log)
-	go svc.Run(sigCtx)
+	// The change feed is followed until the server has stopped: it keeps
+	// serving through the lame-duck delay and the requests in flight.
+	runCtx, stopRun := context.WithCancel(context.Background())
+	defer stopRun()
+	go svc.Run(runCtx)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("listening", "addr", ln.Addr().String(), "tls", useTLS, "db", storeopen.Redact(opts.db), "version", version,
-		"token_alg", alg, "kid", tokens.KeyID())
+		"token_alg", alg, "kid", tokens.KeyID(), "hash_workers", opts.hashWorkers, "gomaxprocs", runtime.GOMAXPROCS(0))
+	mon.serving()
+	// Counting admins reads the whole users table: it runs once the
+	// server is accepting, so it does not delay the start.
+	if n, err := st.CountAdmins(ctx); err == nil && n == 0 {
+		log.Warn("the store has no admin; create one with: authlined user add NAME --role admin --db " + storeopen.Redact(opts.db))
+	}
 
 	select {
 	case err := <-errc:
 		return err
 	case <-sigCtx.Done():
+	}
+	if err := lameDuck(mon, log, opts.lameDuckDelay, errc); err != nil {
+		return err
 	}
 	log.Info("shutting down", "timeout", opts.shutdownTimeout)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), opts.shutdownTimeout)
