@@ -236,7 +236,7 @@ func TestAdminForbidden(t *testing.T) {
 	} {
 		r := run(t, "", append([]string{s, "admin"}, args...)...)
 		wantCode(t, r, 1)
-		if !strings.HasSuffix(r.err, "(forbidden)\n") || r.out != "" {
+		if !strings.HasSuffix(r.err, "(forbidden)\nhint: this needs the admin role: log in as an admin with authline login\n") || r.out != "" {
 			t.Fatalf("%v: stdout %q stderr %q", args, r.out, r.err)
 		}
 		r = run(t, "", append([]string{s, "-o", "json", "admin"}, args...)...)

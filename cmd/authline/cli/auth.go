@@ -102,9 +102,6 @@ func (l savedLogin) loginData() *protocol.LoginData {
 	}
 }
 
-// sessionExpiredHint is the advice when the saved login cannot be renewed.
-const sessionExpiredHint = "session expired: run authline login"
-
 // savedTokenError adds the way out to a refusal of the saved token.
 func savedTokenError(err error) error {
 	if errors.Is(err, client.ErrSessionExpired) {
@@ -118,8 +115,10 @@ func tokenHint(err error) error {
 	var pe *protocol.Error
 	if errors.As(err, &pe) {
 		switch pe.Code {
-		case protocol.CodeTokenExpired, protocol.CodeInvalidToken, protocol.CodeUnauthenticated:
-			return withHint(err, "run: authline login")
+		case protocol.CodeTokenExpired:
+			return withHint(err, sessionExpiredHint)
+		case protocol.CodeInvalidToken, protocol.CodeUnauthenticated:
+			return withHint(err, loginHint)
 		}
 	}
 	return err

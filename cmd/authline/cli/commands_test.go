@@ -37,7 +37,7 @@ func TestTokenFlow(t *testing.T) {
 		{"register duplicate", "b-o-b-password\n", []string{s, "register", "bob", "--password-stdin"}, 1,
 			"", "", "error: username is already taken (conflict)\n"},
 		{"get before login", "", []string{s, "get", "protected"}, 1,
-			"", "", "error: not logged in to " + srv.Addr + "\nhint: run: authline login\n"},
+			"", "", "error: not logged in to " + srv.Addr + "\nhint: run authline login\n"},
 		{"login wrong password", "nope-nope\n", []string{s, "login", "bob", "--password-stdin"}, 1,
 			"", "", "(invalid_credentials)"},
 		{"login", "b-o-b-password\r\n", []string{s, "login", "bob", "--password-stdin"}, 0,
@@ -170,7 +170,7 @@ func TestExpiredAndRevokedTokens(t *testing.T) {
 	writeCredentials(t, saved)
 	r := run(t, "", s, "get", "protected")
 	wantCode(t, r, 1)
-	if !strings.Contains(r.err, "(invalid_token)\nhint: run: authline login\n") {
+	if !strings.Contains(r.err, "(invalid_token)\nhint: run authline login\n") {
 		t.Fatalf("stderr %q lacks the invalid_token error and hint", r.err)
 	}
 	// logout still forgets it, and says why.

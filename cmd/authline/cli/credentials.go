@@ -196,7 +196,7 @@ func (f *Factory) savedLoginFor() (savedLogin, *credentials, string, error) {
 	}
 	l, ok := creds.Servers[f.Server]
 	if !ok || l.Token == "" {
-		return savedLogin{}, nil, "", withHint(fmt.Errorf("not logged in to %s", f.Server), "run: authline login")
+		return savedLogin{}, nil, "", errNotLoggedIn(f.Server)
 	}
 	return l, creds, path, nil
 }

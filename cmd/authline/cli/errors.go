@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -16,6 +17,18 @@ const (
 	exitRefused = 1
 	exitUsage   = 2
 	exitConnect = 3
+)
+
+// Error codes of failures found on this side, in the "error" field of the
+// JSON error object (a server refusal carries the server's code instead).
+// README.md lists them; they are part of the JSON contract.
+const (
+	codeUsage          = "usage"             // bad flags, arguments or input (exit 2)
+	codeNotLoggedIn    = "not_logged_in"     // no saved login for --server (exit 1)
+	codeSessionExpired = "session_expired"   // access token expired, nothing to renew it with (exit 1)
+	codeConnection     = "connection_failed" // cannot connect, or the connection broke (exit 3)
+	codeNotConfirmed   = "not_confirmed"     // admin delete was not confirmed (exit 1)
+	codeFailed         = "failed"            // any other failure on this side (exit 1)
 )
 
 // usageError marks bad flags, arguments or input: exit status 2.
@@ -36,6 +49,15 @@ func asUsageError(err error) error {
 	return &usageError{err}
 }
 
+// codedError gives a failure found on this side its code for JSON output.
+type codedError struct {
+	code string
+	err  error
+}
+
+func (e *codedError) Error() string { return e.err.Error() }
+func (e *codedError) Unwrap() error { return e.err }
+
 // hintError adds advice, printed on its own line after the error.
 type hintError struct {
 	err  error
@@ -47,8 +69,20 @@ func (e *hintError) Unwrap() error { return e.err }
 
 func withHint(err error, hint string) error { return &hintError{err: err, hint: hint} }
 
+// loginHint is the advice when only a new login helps.
+const loginHint = "run authline login"
+
+// sessionExpiredHint is the advice when the saved login cannot be renewed.
+const sessionExpiredHint = "token expired: run authline login"
+
+// errNotLoggedIn is the error of commands that need a saved login when
+// there is none for addr.
+func errNotLoggedIn(addr string) error {
+	return withHint(&codedError{codeNotLoggedIn, fmt.Errorf("not logged in to %s", addr)}, loginHint)
+}
+
 // exitError is returned by commands that have already reported their
-// outcome (demo) and only need a non-zero status.
+// outcome (demo, status) and only need a non-zero status.
 type exitError struct{ code int }
 
 func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
@@ -72,27 +106,133 @@ func exitCode(err error) int {
 	}
 }
 
-// reportError prints err and returns the exit status for it.
+// reportError prints err, with advice where some is known, and returns
+// the exit status for it. It reports the errors of top-level commands;
+// the shell prints its own with printError.
 func (f *Factory) reportError(cmd *cobra.Command, err error) int {
 	code := exitCode(err)
-	f.printError(err)
-	if code == exitUsage && cmd != nil {
-		fmt.Fprintf(f.IO.ErrOut, "Run '%s --help' for usage.\n", cmd.CommandPath())
+	if !hasHint(err) {
+		if h := f.hintFor(cmd, err); h != "" {
+			err = withHint(err, h)
+		}
 	}
+	if code != exitUsage || cmd == nil {
+		f.printError(err)
+		return code
+	}
+	if f.JSON() {
+		if !hasHint(err) {
+			err = withHint(err, fmt.Sprintf("run '%s --help' for usage", cmd.CommandPath()))
+		}
+		f.printError(err)
+		return code
+	}
+	f.printError(err)
+	fmt.Fprintf(f.IO.ErrOut, "Run '%s --help' for usage.\n", cmd.CommandPath())
 	return code
 }
 
-// errorObject is the JSON form of a server refusal.
-type errorObject struct {
-	OK      bool          `json:"ok"`
-	Status  int           `json:"status"`
-	Error   protocol.Code `json:"error"`
-	Message string        `json:"message"`
+func hasHint(err error) bool { return hintOf(err) != "" }
+
+func hintOf(err error) string {
+	var he *hintError
+	if errors.As(err, &he) {
+		return he.hint
+	}
+	return ""
 }
 
-// printError reports err: a server refusal as a JSON object on Out in
-// JSON mode, everything else as "error: ..." (and maybe "hint: ...") on
-// ErrOut.
+// hintFor is the advice for the common failures that carry none yet.
+func (f *Factory) hintFor(cmd *cobra.Command, err error) string {
+	var pe *protocol.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) && errors.Is(err, client.ErrConnection):
+		return fmt.Sprintf("the server at %s did not answer within --timeout %s; is it overloaded, or is this the right address?", f.Server, f.Timeout)
+	case errors.Is(err, client.ErrConnection):
+		return fmt.Sprintf("is authlined running at %s? (set --server or AUTHLINE_SERVER)", f.Server)
+	case !errors.As(err, &pe):
+		return ""
+	}
+	switch pe.Code {
+	case protocol.CodeForbidden:
+		return "this needs the admin role: log in as an admin with authline login"
+	case protocol.CodeRateLimited:
+		return "too many attempts: wait a minute, then try again"
+	case protocol.CodeUnavailable:
+		return "the server is busy or cannot reach its store: try again in a moment"
+	case protocol.CodeTokenExpired:
+		return sessionExpiredHint
+	case protocol.CodeInvalidToken, protocol.CodeUnauthenticated:
+		return loginHint
+	case protocol.CodeInvalidCredentials:
+		if cmd != nil && cmd.Name() == "passwd" {
+			return "" // "the old password is wrong" says it all
+		}
+		return "check the username and the password"
+	case protocol.CodeConflict:
+		if cmd != nil && cmd.Name() == "register" {
+			return "pick another username, or log in with authline login"
+		}
+	}
+	return ""
+}
+
+// errorObject is the JSON form of every failure: a refusal by the server
+// (status and the server's code) or a failure found on this side (one of
+// the code* codes, no status).
+type errorObject struct {
+	OK      bool   `json:"ok"`
+	Status  int    `json:"status,omitempty"`
+	Error   string `json:"error"`
+	Message string `json:"message"`
+	Hint    string `json:"hint,omitempty"`
+}
+
+// newErrorObject describes err for JSON output.
+func newErrorObject(err error) errorObject {
+	o := errorObject{Message: errorText(err), Hint: hintOf(err)}
+	var pe *protocol.Error
+	var ce *codedError
+	var ue *usageError
+	switch {
+	case errors.As(err, &pe):
+		o.Status, o.Error = pe.Status(), string(pe.Code)
+		if !errors.Is(err, client.ErrSessionExpired) {
+			o.Message = pe.Message
+		}
+	case errors.Is(err, client.ErrSessionExpired):
+		o.Error = codeSessionExpired
+	case errors.As(err, &ce):
+		o.Error = ce.code
+	case errors.As(err, &ue):
+		o.Error = codeUsage
+	case errors.Is(err, client.ErrConnection):
+		o.Error = codeConnection
+	case errors.Is(err, errNotConfirmed):
+		o.Error = codeNotConfirmed
+	default:
+		o.Error = codeFailed
+	}
+	return o
+}
+
+// errorText is the one-line message of err, without the "error: " prefix.
+func errorText(err error) string {
+	var pe *protocol.Error
+	hasPE := errors.As(err, &pe)
+	switch {
+	case errors.Is(err, client.ErrSessionExpired) && hasPE:
+		return fmt.Sprintf("token expired and the server refused to renew it: %s (%s)", pe.Message, pe.Code)
+	case errors.Is(err, client.ErrSessionExpired):
+		return "token expired and there is no refresh token to renew it"
+	case hasPE:
+		return fmt.Sprintf("%s (%s)", pe.Message, pe.Code)
+	}
+	return err.Error()
+}
+
+// printError reports err: as the JSON error object on Out in JSON mode,
+// else as "error: ..." and maybe "hint: ..." on ErrOut.
 func (f *Factory) printError(err error) {
 	var ee *exitError
 	if errors.As(err, &ee) {
@@ -101,22 +241,12 @@ func (f *Factory) printError(err error) {
 	if f.beforeOutput != nil {
 		f.beforeOutput()
 	}
-	var pe *protocol.Error
-	if errors.As(err, &pe) {
-		if f.JSON() {
-			writeJSON(f.IO.Out, errorObject{Status: pe.Status(), Error: pe.Code, Message: pe.Message})
-			return
-		}
-		if errors.Is(err, client.ErrSessionExpired) {
-			fmt.Fprintf(f.IO.ErrOut, "error: the saved token expired and the server refused to renew it: %s (%s)\n", pe.Message, pe.Code)
-		} else {
-			fmt.Fprintf(f.IO.ErrOut, "error: %s (%s)\n", pe.Message, pe.Code)
-		}
-	} else {
-		fmt.Fprintf(f.IO.ErrOut, "error: %v\n", err)
+	if f.JSON() {
+		writeJSON(f.IO.Out, newErrorObject(err))
+		return
 	}
-	var he *hintError
-	if errors.As(err, &he) {
-		fmt.Fprintf(f.IO.ErrOut, "hint: %s\n", he.hint)
+	fmt.Fprintf(f.IO.ErrOut, "error: %s\n", errorText(err))
+	if h := hintOf(err); h != "" {
+		fmt.Fprintf(f.IO.ErrOut, "hint: %s\n", h)
 	}
 }

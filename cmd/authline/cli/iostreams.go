@@ -22,19 +22,35 @@ type IOStreams struct {
 	IsTerminal bool
 	// ReadPassword reads one line from the terminal without echoing it.
 	ReadPassword func() ([]byte, error)
+	// LineEditing reports that In is the process's own terminal, which the
+	// shell may put in raw mode to edit lines (readline: history, tab
+	// completion). Streams that only act as a terminal (tests) leave it
+	// off and get plain line reading.
+	LineEditing bool
 
 	in *bufio.Reader // every line read from In goes through this one buffer
+	// promptPassword, when set, shows the prompt and reads a password
+	// without echo, instead of printing the prompt and calling
+	// ReadPassword (see readPasswordRaw).
+	promptPassword func(prompt string) ([]byte, error)
 }
 
 // System returns the process's standard streams.
 func System() *IOStreams {
 	fd := int(os.Stdin.Fd())
+	isTerm := term.IsTerminal(fd)
 	return &IOStreams{
 		In:           os.Stdin,
 		Out:          os.Stdout,
 		ErrOut:       os.Stderr,
-		IsTerminal:   term.IsTerminal(fd),
+		IsTerminal:   isTerm,
 		ReadPassword: func() ([]byte, error) { return term.ReadPassword(fd) },
+		// The shell edits lines on stderr (prompts go there, results to
+		// stdout), so both must be the terminal.
+		LineEditing: isTerm && term.IsTerminal(int(os.Stderr.Fd())),
+		promptPassword: func(prompt string) ([]byte, error) {
+			return readPasswordRaw(os.Stdin, os.Stderr, prompt)
+		},
 	}
 }
 

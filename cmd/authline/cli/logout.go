@@ -75,7 +75,7 @@ func runLogout(ctx context.Context, opts *logoutOptions) error {
 		}
 		if opts.All {
 			return withHint(fmt.Errorf("could not log %s out everywhere: the saved token is no longer valid (%s); removed it", user, code),
-				"run: authline login, then: authline logout --all")
+				"run authline login, then authline logout --all")
 		}
 		res.Revoked, res.Reason = false, code
 		return opts.printResult(res, fmt.Sprintf("the token of %s was no longer valid (%s); removed it", user, code))

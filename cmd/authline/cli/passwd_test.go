@@ -21,7 +21,7 @@ func TestPasswd(t *testing.T) {
 	// Not logged in: said before any password is asked for.
 	r := runIO(t, terminal("", "x", "y", "z"), s, "passwd")
 	wantCode(t, r, 1)
-	if r.err != "error: not logged in to "+srv.Addr+"\nhint: run: authline login\n" {
+	if r.err != "error: not logged in to "+srv.Addr+"\nhint: run authline login\n" {
 		t.Fatalf("stderr %q", r.err)
 	}
 
@@ -44,7 +44,7 @@ func TestPasswd(t *testing.T) {
 		if r.code != tt.code || !strings.Contains(r.err, tt.errPart) || r.out != "" {
 			t.Fatalf("%s: exit %d stdout %q stderr %q; want exit %d and %q", tt.name, r.code, r.out, r.err, tt.code, tt.errPart)
 		}
-		if strings.Contains(r.err, "hint: run: authline login") {
+		if strings.Contains(r.err, "hint: run authline login") {
 			t.Fatalf("%s: a wrong password is not a reason to log in again: %q", tt.name, r.err)
 		}
 	}
@@ -79,7 +79,7 @@ func TestPasswd(t *testing.T) {
 	writeCredentials(t, credentials{Servers: map[string]savedLogin{srv.Addr: before}})
 	r = run(t, "", s, "whoami")
 	wantCode(t, r, 1)
-	if !strings.Contains(r.err, "(invalid_token)\nhint: run: authline login\n") {
+	if !strings.Contains(r.err, "(invalid_token)\nhint: run authline login\n") {
 		t.Fatalf("old token: stderr %q", r.err)
 	}
 	writeCredentials(t, credentials{Servers: map[string]savedLogin{srv.Addr: after}})
@@ -179,7 +179,7 @@ func TestLogoutAll(t *testing.T) {
 	writeCredentials(t, saved)
 	r = run(t, "", s, "logout", "--all")
 	wantCode(t, r, 1)
-	if !strings.Contains(r.err, "could not log alice out everywhere") || !strings.Contains(r.err, "hint: run: authline login, then: authline logout --all") {
+	if !strings.Contains(r.err, "could not log alice out everywhere") || !strings.Contains(r.err, "hint: run authline login, then authline logout --all") {
 		t.Fatalf("stderr %q", r.err)
 	}
 	if c := readCredentials(t); len(c.Servers) != 0 {

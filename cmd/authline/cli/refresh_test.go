@@ -66,8 +66,8 @@ func TestTransparentRefresh(t *testing.T) {
 	writeCredentials(t, credentials{Servers: map[string]savedLogin{srv.Addr: stolen}})
 	r = run(t, "", s, "whoami")
 	wantCode(t, r, 1)
-	if !strings.Contains(r.err, "error: the saved token expired and the server refused to renew it: ") ||
-		!strings.HasSuffix(r.err, "(invalid_token)\nhint: session expired: run authline login\n") {
+	if !strings.Contains(r.err, "error: token expired and the server refused to renew it: ") ||
+		!strings.HasSuffix(r.err, "(invalid_token)\nhint: token expired: run authline login\n") {
 		t.Fatalf("stderr %q", r.err)
 	}
 	third.ExpiresAt = time.Now().Add(-time.Minute)
@@ -97,7 +97,7 @@ func TestRefreshWithoutRefreshToken(t *testing.T) {
 	clk.advance(2 * time.Hour)
 	r := run(t, "", s, "whoami")
 	wantCode(t, r, 1)
-	if r.err != "error: session expired: the access token expired and there is no refresh token\nhint: session expired: run authline login\n" {
+	if r.err != "error: token expired and there is no refresh token to renew it\nhint: token expired: run authline login\n" {
 		t.Fatalf("stderr %q", r.err)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"fmt"
 	"os"
 	"strings"
 	"time"
@@ -65,7 +64,7 @@ func (f *Factory) connectWithEvents(ctx context.Context, onEvent func(protocol.M
 	defer cancel()
 	c, err := client.Dial(ctx, f.Server, &client.Options{TLSConfig: f.tlsConfig, DialTimeout: f.Timeout, OnEvent: onEvent})
 	if err != nil {
-		return nil, withHint(err, fmt.Sprintf("is authlined running at %s? (set --server or AUTHLINE_SERVER)", f.Server))
+		return nil, withHint(err, f.hintFor(nil, err))
 	}
 	return c, nil
 }
@@ -91,8 +90,30 @@ func Main(args []string, io *IOStreams) int {
 		// Cobra's own errors (unknown command, wrong number of arguments)
 		// are plain errors; they all happen before a command runs.
 		err = asUsageError(err)
+		if f.Output == "text" && jsonRequested(args) {
+			// Cobra stopped before parsing the flags (unknown command):
+			// the error is still reported as JSON.
+			f.Output = "json"
+		}
 	}
 	return f.reportError(cmd, err)
+}
+
+// jsonRequested reports whether args ask for --output json.
+func jsonRequested(args []string) bool {
+	for i, a := range args {
+		switch {
+		case a == "--":
+			return false
+		case a == "-o" || a == "--output":
+			if i+1 < len(args) && args[i+1] == "json" {
+				return true
+			}
+		case a == "-ojson" || a == "-o=json" || a == "--output=json":
+			return true
+		}
+	}
+	return false
 }
 
 // NewCmdRoot builds the command tree.
@@ -103,7 +124,13 @@ func NewCmdRoot(f *Factory) *cobra.Command {
 		Long: `authline talks to an authlined server: register an account, log in to get
 a token (saved per server in $XDG_CONFIG_HOME/authline/credentials.json),
 fetch protected resources with it, change your password, manage accounts
-as an admin, or explore interactively with "shell".
+as an admin, see your saved logins with "status", or explore
+interactively with "shell".
+
+With --output json every command prints one JSON object on stdout, failures
+included ({"ok":false,"error":CODE,"message":...,"hint":...}); in text mode
+a failure is one "error: ..." line on stderr, often followed by a
+"hint: ..." line saying what to do next.
 
 Passwords are read from a prompt that does not echo, or from standard input
 with --password-stdin; never from flags or arguments.` + "\n" + exitCodesHelp,
@@ -148,6 +175,7 @@ with --password-stdin; never from flags or arguments.` + "\n" + exitCodesHelp,
 		newGetCmd(f),
 		newWhoAmICmd(f),
 		newLogoutCmd(f),
+		newStatusCmd(f),
 		newPasswdCmd(f),
 		newAdminCmd(f),
 		newPingCmd(f),
@@ -162,6 +190,7 @@ with --password-stdin; never from flags or arguments.` + "\n" + exitCodesHelp,
 		}
 		c.Long += "\n" + exitCodesHelp
 	}
+	setupCompletion(cmd, f)
 	return cmd
 }
 

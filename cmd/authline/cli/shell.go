@@ -28,7 +28,7 @@ const shellHelp = `Commands:
                        every session and token of yours everywhere
   ping                 check that the server answers
   help                 show this help
-  quit, exit           leave (so does end of input)
+  quit, exit           leave (so does end of input, Ctrl-D)
 
 Admin commands (role admin):
   admin users [LIMIT [AFTER]]       list accounts, a page at a time
@@ -38,7 +38,11 @@ Admin commands (role admin):
   admin enable NAME                 enable it again
   admin unlock NAME                 clear its failed-login throttling
   admin revoke NAME                 end all its sessions and tokens
-  admin delete NAME                 delete it (asks to confirm)`
+  admin delete NAME                 delete it (asks to confirm)
+
+On a terminal: Tab completes commands, admin commands, resources and roles;
+Up and Down (and Ctrl-R) recall earlier commands, kept in the history file;
+Ctrl-C drops the line being typed.`
 
 func newShellCmd(f *Factory) *cobra.Command {
 	opts := &shellOptions{Factory: f}
@@ -47,6 +51,15 @@ func newShellCmd(f *Factory) *cobra.Command {
 		Short: "Interactive session on one connection",
 		Long: `Open one connection and read commands from stdin, one per line. Logins are
 session logins: they last as long as the connection and save nothing.
+
+On a terminal the prompt shows the server, and whom the shell is logged in
+as: "127.0.0.1:7411> ", then "alice@127.0.0.1:7411> ". Lines can be edited
+(arrows, Ctrl-A, Ctrl-E, Ctrl-W...), Tab completes command names, admin
+commands, resources and roles, the up and down arrows (and Ctrl-R) walk
+the history, kept in $XDG_CONFIG_HOME/authline/history (mode 0600). Only
+accepted command lines are recorded: never what is typed at a password
+prompt, nor a line that starts with a space. Ctrl-C drops the line being
+typed; Ctrl-D on an empty line leaves.
 
 Passwords are prompted for without echo when stdin is a terminal; otherwise
 the line after "register USER" or "login USER" is the password, the two
@@ -69,6 +82,10 @@ type shell struct {
 	*shellOptions
 	c    *client.Client
 	user string // logged in as, for the prompt
+	// ed edits lines on a real terminal (nil: plain line reading, for
+	// scripts and pipes), hist records them.
+	ed   *lineEditor
+	hist *history
 	// events carries session_ended events from the client's reading
 	// goroutine; only the shell's goroutine prints.
 	events chan protocol.Message
@@ -82,17 +99,24 @@ func runShell(ctx context.Context, opts *shellOptions) error {
 	}
 	defer c.Close()
 	sh.c = c
+	if opts.IO.LineEditing {
+		sh.startEditor()
+		defer sh.stopEditor()
+	}
 	// Events that came before a result are shown before it.
 	opts.beforeOutput = sh.flushEvents
 	defer func() { opts.beforeOutput = nil }()
 	for {
 		sh.flushEvents()
-		if opts.IO.IsTerminal {
+		if opts.IO.IsTerminal && sh.ed == nil {
 			fmt.Fprint(opts.IO.ErrOut, sh.prompt())
 		}
 		line, err := sh.readLine()
+		if errors.Is(err, errInterrupted) {
+			continue
+		}
 		if errors.Is(err, io.EOF) {
-			if opts.IO.IsTerminal {
+			if opts.IO.IsTerminal && sh.ed == nil {
 				fmt.Fprintln(opts.IO.ErrOut) // end the prompt's line
 			}
 			sh.quit(ctx)
@@ -105,6 +129,11 @@ func runShell(ctx context.Context, opts *shellOptions) error {
 		if len(fields) == 0 {
 			continue
 		}
+		if sh.ed != nil && recordable(line) {
+			line = strings.TrimSpace(line)
+			sh.ed.remember(line)
+			sh.hist.add(line)
+		}
 		done, err := sh.exec(ctx, fields)
 		if errors.Is(err, client.ErrConnection) {
 			return err // every later command would fail the same way
@@ -116,6 +145,32 @@ func runShell(ctx context.Context, opts *shellOptions) error {
 			return nil
 		}
 	}
+}
+
+// startEditor sets up line editing and the history. Without a history
+// file the shell still edits lines; without readline it reads plain lines.
+func (sh *shell) startEditor() {
+	var past []string
+	if path, err := historyPath(); err == nil {
+		h, lines, err := openHistory(path)
+		if err != nil {
+			fmt.Fprintf(sh.IO.ErrOut, "warning: no history: %v\n", err)
+		}
+		sh.hist, past = h, lines
+	}
+	ed, err := newLineEditor(sh.IO, past)
+	if err != nil {
+		fmt.Fprintf(sh.IO.ErrOut, "warning: no line editing: %v\n", err)
+		return
+	}
+	sh.ed = ed
+}
+
+func (sh *shell) stopEditor() {
+	if sh.ed != nil {
+		sh.ed.Close()
+	}
+	sh.hist.Close()
 }
 
 // onEvent runs on the client's reading goroutine: it only hands over.
@@ -137,15 +192,27 @@ func (sh *shell) readLine() (string, error) {
 		err  error
 	}
 	lines := make(chan result, 1)
+	prompt := sh.prompt()
 	go func() {
-		line, err := sh.IO.ReadLine()
-		lines <- result{line, err}
+		var r result
+		if sh.ed != nil {
+			r.line, r.err = sh.ed.readLine(prompt)
+		} else {
+			r.line, r.err = sh.IO.ReadLine()
+		}
+		lines <- r
 	}()
 	for {
 		select {
 		case r := <-lines:
 			return r.line, r.err
 		case ev := <-sh.events:
+			if sh.ed != nil {
+				// The line being typed is erased, the event shown, and
+				// the line drawn again after the new prompt.
+				sh.ed.printAbove(sh.promptAfter(ev), func() { sh.showEvent(ev) })
+				continue
+			}
 			if sh.IO.IsTerminal && sh.user != "" {
 				fmt.Fprintln(sh.IO.ErrOut) // leave the prompt's line
 			}
@@ -154,6 +221,15 @@ func (sh *shell) readLine() (string, error) {
 			}
 		}
 	}
+}
+
+// promptAfter is the prompt once ev has been shown: showEvent forgets the
+// login.
+func (sh *shell) promptAfter(protocol.Message) string {
+	if sh.user == "" {
+		return sh.prompt()
+	}
+	return sh.Server + "> "
 }
 
 // flushEvents shows the events received so far.
@@ -187,9 +263,11 @@ func (sh *shell) showEvent(ev protocol.Message) bool {
 	return true
 }
 
+// prompt shows the server, and whom the shell is logged in as:
+// "alice@127.0.0.1:7411> ", or "127.0.0.1:7411> " before a login.
 func (sh *shell) prompt() string {
 	if sh.user == "" {
-		return "authline> "
+		return sh.Server + "> "
 	}
 	return sh.user + "@" + sh.Server + "> "
 }

@@ -216,6 +216,7 @@ func TestShellSessionEnded(t *testing.T) {
 	}
 	defer admin.Close()
 	user := "alice@" + srv.Addr + "> "
+	anon := srv.Addr + "> "
 
 	t.Run("terminal", func(t *testing.T) {
 		sh := startShell(t, true, "--server", srv.Addr)
@@ -227,15 +228,15 @@ func TestShellSessionEnded(t *testing.T) {
 		if _, err := admin.Revoke(context.Background(), rootToken, "alice"); err != nil {
 			t.Fatal(err)
 		}
-		sh.err.waitFor(t, user+"\nsession ended by the server: revoked\nauthline> ")
+		sh.err.waitFor(t, user+"\nsession ended by the server: revoked\n"+anon)
 
 		sh.send(t, "whoami", "quit")
 		if code := sh.wait(); code != 0 {
 			t.Fatalf("exit %d", code)
 		}
-		wantErr := "authline> Password: \n" + user +
-			"\nsession ended by the server: revoked\nauthline> " +
-			"error: not logged in: LOGIN first or send a token (unauthenticated)\nauthline> "
+		wantErr := anon + "Password: \n" + user +
+			"\nsession ended by the server: revoked\n" + anon +
+			"error: not logged in: LOGIN first or send a token (unauthenticated)\n" + anon
 		if got := sh.err.String(); got != wantErr {
 			t.Fatalf("stderr %q\nwant   %q", got, wantErr)
 		}
@@ -313,8 +314,9 @@ func TestShellEventBeforeResponse(t *testing.T) {
 	<-served
 	wantCode(t, r, 0)
 	user := "alice@" + ln.Addr().String() + "> "
-	wantErr := "authline> Password: \n" + user +
-		"session ended by the server: password_changed\nerror: not logged in (unauthenticated)\nauthline> "
+	anon := ln.Addr().String() + "> "
+	wantErr := anon + "Password: \n" + user +
+		"session ended by the server: password_changed\nerror: not logged in (unauthenticated)\n" + anon
 	if r.err != wantErr {
 		t.Fatalf("stderr %q\nwant   %q", r.err, wantErr)
 	}

@@ -55,7 +55,7 @@ func TestShellScript(t *testing.T) {
 	if got := strings.Split(strings.TrimSuffix(r.err, "\n"), "\n"); strings.Join(got, "\n") != strings.Join(wantErr, "\n") {
 		t.Fatalf("stderr:\n%s\nwant:\n%s", r.err, strings.Join(wantErr, "\n"))
 	}
-	if strings.Contains(r.out+r.err, "authline> ") {
+	if strings.Contains(r.out+r.err, srv.Addr+"> ") {
 		t.Fatal("prompt printed although stdin is not a terminal")
 	}
 	// The shell's logins are session logins: nothing saved.
@@ -76,7 +76,7 @@ func TestShellTerminal(t *testing.T) {
 		t.Fatalf("stdout %q", r.out)
 	}
 	user := "alice@" + srv.Addr + "> "
-	wantErr := "authline> Password: \n" + user + user + "authline> \n"
+	wantErr := srv.Addr + "> Password: \n" + user + user + srv.Addr + "> \n"
 	if r.err != wantErr {
 		t.Fatalf("stderr (prompts) %q, want %q", r.err, wantErr)
 	}
