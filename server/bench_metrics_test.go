@@ -1,9 +1,6 @@
 package server_test
 
 import (
-	"bufio"
-	"bytes"
-	"net"
 	"testing"
 
 	"github.com/authline/authline/server/metrics"
@@ -21,18 +18,7 @@ import (
 func dialBenchMetrics(b *testing.B) (*metrics.Metrics, *benchConn) {
 	b.Helper()
 	m := metrics.New("bench")
-	srv := servertest.Start(b, servertest.Options{Metrics: m})
-	srv.AddUser(b, benchUser, benchPassword, "user")
-	c, err := net.Dial("tcp", srv.Addr)
-	if err != nil {
-		b.Fatalf("dial: %v", err)
-	}
-	b.Cleanup(func() { c.Close() })
-	bc := &benchConn{c: c, r: bufio.NewReaderSize(c, 64<<10)}
-	bc.deadline(b)
-	if line := bc.line(b); !bytes.Contains(line, []byte(`"event":"hello"`)) {
-		b.Fatalf("greeting: %s", line)
-	}
+	_, bc := dialBenchWith(b, servertest.Options{Metrics: m})
 	return m, bc
 }
 

@@ -42,7 +42,13 @@ type benchConn struct {
 
 func dialBench(b *testing.B) (*servertest.Server, *benchConn) {
 	b.Helper()
-	srv := servertest.Start(b, servertest.Options{})
+	return dialBenchWith(b, servertest.Options{})
+}
+
+// dialBenchWith is dialBench with a server started with opts.
+func dialBenchWith(b *testing.B, opts servertest.Options) (*servertest.Server, *benchConn) {
+	b.Helper()
+	srv := servertest.Start(b, opts)
 	srv.AddUser(b, benchUser, benchPassword, "user")
 	c, err := net.Dial("tcp", srv.Addr)
 	if err != nil {
