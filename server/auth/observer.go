@@ -75,7 +75,7 @@ func loginOutcome(err error) string {
 	}
 	switch e.Code {
 	case protocol.CodeRateLimited:
-		if e.Message == throttledMessage {
+		if errors.Is(err, errThrottling) {
 			return LoginThrottled
 		}
 		return LoginRateLimited

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"sync"
 	"time"
@@ -73,14 +74,16 @@ func failureKeys(username string, ip netip.Addr) (pair, user store.FailureKey) {
 	return store.FailureKey{Username: username, IP: ip.String()}, store.FailureKey{Username: username}
 }
 
-// throttledMessage tells a throttled LOGIN from a rate-limited one.
-const throttledMessage = "too many failed logins for this account; try again later"
+// errThrottling is the cause of a throttled LOGIN's 429, which tells it
+// from a rate-limited one (errors.Is).
+var errThrottling = errors.New("failed-login throttling")
 
 func errThrottled(retryAfter time.Duration) error {
 	return &protocol.Error{
 		Code:       protocol.CodeRateLimited,
-		Message:    throttledMessage,
+		Message:    "too many failed logins for this account; try again later",
 		RetryAfter: retryAfter,
+		Err:        errThrottling,
 	}
 }
 
