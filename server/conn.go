@@ -82,8 +82,16 @@ type conn struct {
 
 func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{srv: s, nc: nc, raw: rawConnOf(nc)}
-	if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
-		c.peer.Addr = ap
+	switch a := nc.RemoteAddr().(type) {
+	case *net.TCPAddr: // TLS connections too
+		// Unmapped, as the address's String form has it: an IPv4 client of
+		// a dual-stack listener is counted and logged as IPv4.
+		ap := a.AddrPort()
+		c.peer.Addr = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	default:
+		if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+			c.peer.Addr = ap
+		}
 	}
 	return c
 }

@@ -350,3 +350,33 @@ func TestIdleConnectionsHoldNoBuffers(t *testing.T) {
 		nc.Close()
 	}
 }
+
+// TestDualStackSeesIPv4Clients: on a dual-stack listener an IPv4 client
+// arrives as an IPv4-mapped IPv6 address; the server takes it as the IPv4
+// address, so per-address limits, throttling and logs see one address
+// whichever listener the client came through.
+func TestDualStackSeesIPv4Clients(t *testing.T) {
+	probe, err := net.Listen("tcp", "[::]:0")
+	if err != nil {
+		t.Skipf("no IPv6 dual-stack listener on this machine: %v", err)
+	}
+	probe.Close()
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	srv := servertest.Start(t, servertest.Options{
+		ListenAddr:    "[::]:0",
+		MaxConnsPerIP: 1,
+		Logger:        slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, nil)),
+	})
+	srv.AddUser(t, "dual", "kitten-orbit-42", "user")
+	_, port, _ := net.SplitHostPort(srv.Addr)
+	v4 := net.JoinHostPort("127.0.0.1", port)
+	w := openWire(t, v4)
+	w.expect("LOGIN dual kitten-orbit-42", 200, "")
+	expectTooManyConns(t, v4) // the same address: over the limit of 1
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), "remote=127.0.0.1:") || strings.Contains(logs.String(), "ffff") {
+		t.Fatalf("the IPv4 client is not logged as 127.0.0.1:\n%s", logs.String())
+	}
+}

@@ -24,8 +24,10 @@ import (
 
 // Options tune the test server. Zero values take test-friendly defaults.
 type Options struct {
-	TLSConfig *tls.Config   // serve TLS when set
-	TokenTTL  time.Duration // default 30m
+	TLSConfig *tls.Config // serve TLS when set
+	// ListenAddr is the address to listen on; default 127.0.0.1:0.
+	ListenAddr string
+	TokenTTL   time.Duration // default 30m
 	// TokenAlg is the algorithm of new tokens, store.AlgHS256 (default)
 	// or store.AlgEdDSA. As `authlined serve` does, the server imports
 	// the key file's key into the store and adds a key of TokenAlg if the
@@ -169,7 +171,7 @@ func Start(t testing.TB, opts Options) *Server {
 		MaxConnsPerIP:       opts.MaxConnsPerIP,
 		Observer:            srvObs,
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", cmp.Or(opts.ListenAddr, "127.0.0.1:0"))
 	if err != nil {
 		st.Close()
 		t.Fatalf("listen: %v", err)
