@@ -50,10 +50,13 @@ type conn struct {
 
 	// What an idle wait read, not yet handed to r: in a pooled chunk on a
 	// plain TCP connection (raw, see readWhenReadable), else in idleBuf.
-	raw     syscall.RawConn
-	chunk   *[readBufferSize]byte
-	idleBuf *[idleReadSize]byte
-	pending []byte
+	raw       syscall.RawConn
+	readRawFn func(fd uintptr) bool // c.readRaw, made once
+	rawN      int                   // what readRaw read
+	rawErr    error
+	chunk     *[readBufferSize]byte
+	idleBuf   *[idleReadSize]byte
+	pending   []byte
 
 	// mu orders the shutdown check before a read against Shutdown's
 	// interrupt, so a connection cannot block in a read Shutdown missed.
