@@ -506,7 +506,10 @@ func (c *conn) handleLine(raw []byte) (closeConn bool) {
 	if obs != nil {
 		start = monoNow()
 	}
-	perr := c.parse(line)
+	// The request lives in connBuffers, not on the heap per line: handlers
+	// pass it by pointer through interfaces, which would make it escape.
+	var perr *protocol.Error
+	c.bufs.req, perr = c.parser.Parse(line)
 	if perr != nil {
 		c.respondError(c.bufs.req.ID, perr)
 		if obs != nil {
@@ -520,20 +523,6 @@ func (c *conn) handleLine(raw []byte) (closeConn bool) {
 	}
 	c.bufs.req = protocol.Request{} // hold no password past its request
 	return closeConn
-}
-
-// parse parses line into c.bufs.req: the request lives in connBuffers,
-// not on the heap per line (handlers pass it by pointer through
-// interfaces, which would make it escape). parse is kept out of line on
-// purpose: inlined, its Request temporaries would enlarge handleLine's
-// frame, which is on the stack of every request and decides whether an
-// idle connection's goroutine fits in a 2 KiB stack.
-//
-//go:noinline
-func (c *conn) parse(line []byte) *protocol.Error {
-	var perr *protocol.Error
-	c.bufs.req, perr = c.parser.Parse(line)
-	return perr
 }
 
 // maxHTTPVersion bounds the length of an HTTP version that looksLikeHTTP
