@@ -133,12 +133,41 @@ func dsn(abs string) string {
 	return u.String()
 }
 
+// journalMode opens the pool's first connection and returns its journal
+// mode. Turning a new database to WAL (the journal_mode pragma in dsn) needs
+// an exclusive lock, and SQLite reports SQLITE_BUSY at once, without calling
+// the busy handler, when another process is opening the same new database;
+// so that one case is retried here, for as long as busy_timeout would wait.
+func journalMode(ctx context.Context, db *sql.DB) (string, error) {
+	deadline := time.Now().Add(busyTimeout)
+	pause := time.Millisecond
+	for {
+		var mode string
+		err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode)
+		if err == nil || !isBusy(err) || time.Now().Add(pause).After(deadline) {
+			return mode, err
+		}
+		select {
+		case <-ctx.Done():
+			return "", err
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 50*time.Millisecond)
+	}
+}
+
+// isBusy reports whether err is SQLite's SQLITE_BUSY, extended or not.
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
+}
+
 func (s *Store) init(ctx context.Context) error {
 	// SQLite silently keeps the old journal mode if WAL is impossible
 	// (e.g. on some network file systems); refuse rather than run without
 	// the durability we promise.
-	var mode string
-	if err := s.db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+	mode, err := journalMode(ctx, s.db)
+	if err != nil {
 		return err
 	}
 	if !strings.EqualFold(mode, "wal") {
@@ -322,7 +351,7 @@ func mapErr(op string, err error) error {
 		switch code := se.Code(); {
 		case code == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, code == sqlite3.SQLITE_CONSTRAINT_UNIQUE:
 			kind = store.ErrConflict
-		case code&0xff == sqlite3.SQLITE_BUSY: // still locked after busy_timeout
+		case isBusy(err): // still locked after busy_timeout
 			kind = store.ErrUnavailable
 		}
 	}

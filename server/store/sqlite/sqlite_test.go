@@ -288,31 +288,39 @@ func TestPragmasOnEveryConnection(t *testing.T) {
 }
 
 // Two processes starting on a new database at once: the migration
-// transaction serialises them, and both come up.
+// transaction serialises them, and both come up. Turning the new file to WAL
+// fails at once with SQLITE_BUSY now and then when another opener holds the
+// lock, so the race is run many times over.
 func TestConcurrentOpen(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "authline.db")
-	var wg sync.WaitGroup
-	stores := make([]*Store, 4)
-	errs := make([]error, len(stores))
-	for i := range stores {
-		wg.Go(func() { stores[i], errs[i] = Open(t.Context(), path) })
-	}
-	wg.Wait()
-	for i, s := range stores {
-		if errs[i] != nil {
-			t.Errorf("Open #%d: %v", i, errs[i])
-			continue
+	for round := range 40 {
+		path := filepath.Join(t.TempDir(), "authline.db")
+		var wg sync.WaitGroup
+		stores := make([]*Store, 8)
+		errs := make([]error, len(stores))
+		for i := range stores {
+			wg.Go(func() { stores[i], errs[i] = Open(t.Context(), path) })
 		}
-		defer s.Close()
-	}
-	if t.Failed() {
-		return
-	}
-	if err := stores[0].CreateUser(t.Context(), store.User{Username: "alice", PasswordHash: []byte("h"), Role: store.RoleUser}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := stores[1].GetUser(t.Context(), "alice"); err != nil {
-		t.Errorf("GetUser via another Store: %v", err)
+		wg.Wait()
+		for i := range stores {
+			if errs[i] != nil {
+				t.Errorf("round %d: Open #%d: %v", round, i, errs[i])
+			}
+		}
+		if !t.Failed() {
+			if err := stores[0].CreateUser(t.Context(), store.User{Username: "alice", PasswordHash: []byte("h"), Role: store.RoleUser}); err != nil {
+				t.Errorf("round %d: CreateUser: %v", round, err)
+			} else if _, err := stores[len(stores)-1].GetUser(t.Context(), "alice"); err != nil {
+				t.Errorf("round %d: GetUser via another Store: %v", round, err)
+			}
+		}
+		for _, s := range stores {
+			if s != nil {
+				s.Close()
+			}
+		}
+		if t.Failed() {
+			return
+		}
 	}
 }
 
