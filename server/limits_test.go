@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"crypto/tls"
 	"io"
 	"log/slog"
 	"math"
@@ -379,4 +380,150 @@ func TestDualStackSeesIPv4Clients(t *testing.T) {
 	if !strings.Contains(logs.String(), "remote=127.0.0.1:") || strings.Contains(logs.String(), "ffff") {
 		t.Fatalf("the IPv4 client is not logged as 127.0.0.1:\n%s", logs.String())
 	}
+}
+
+// stackInUse returns the bytes of goroutine stacks in use after a garbage
+// collection (which gives freed stacks' memory back to the heap), once two
+// readings agree: goroutines of servers closed just before may still be
+// ending.
+func stackInUse() int64 {
+	read := func() int64 {
+		runtime.GC()
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return int64(ms.StackInuse)
+	}
+	last := read()
+	for range 50 {
+		time.Sleep(20 * time.Millisecond)
+		now := read()
+		if now == last {
+			break
+		}
+		last = now
+	}
+	return last
+}
+
+// setRenewAfter sets how long connections wait idle before they are
+// renewed, for the rest of the test; call it before starting the server.
+func setRenewAfter(t *testing.T, d time.Duration) {
+	old := server.SetRenewAfter(d)
+	t.Cleanup(func() { server.SetRenewAfter(old) })
+}
+
+// TestIdleConnectionsRenewStacks: a connection idle for renewAfter moves to
+// a new goroutine, whose stack (2 KiB) is half the one serving requests
+// grew to (4 KiB: 3.5 to 3.8 KiB per connection measured this way).
+func TestIdleConnectionsRenewStacks(t *testing.T) {
+	if raceEnabled {
+		// The race detector's instrumentation makes the idle wait's
+		// frames too big for a 2 KiB stack; .ci/run runs this without -race.
+		t.Skip("stack sizes need a build without -race (.ci/run runs it so)")
+	}
+	const clients = 1000
+	setRenewAfter(t, 50*time.Millisecond)
+	srv := servertest.Start(t, servertest.Options{MaxConnsPerIP: -1})
+	srv.AddUser(t, "idler", "kitten-orbit-42", "user")
+	stack0 := stackInUse()
+	wires := make([]*wire, 0, clients)
+	for range clients {
+		w := openWire(t, srv.Addr)
+		w.expect("LOGIN idler kitten-orbit-42", 200, "")
+		w.expect("GET protected", 200, "")
+		wires = append(wires, w)
+	}
+	time.Sleep(250 * time.Millisecond)
+	perConn := (stackInUse() - stack0) / clients
+	t.Logf("stack per idle connection: %d bytes", perConn)
+	// 2 KiB each, and some for the pools the stacks come from.
+	if perConn > 3<<10 {
+		t.Errorf("%d bytes of stack per idle connection, want at most %d: are idle connections renewed, and does the idle wait fit in 2 KiB?", perConn, 3<<10)
+	}
+	for _, w := range wires {
+		w.expect("WHOAMI", 200, "")
+	}
+}
+
+// TestRenewedConnectionsWork: a connection renewed after renewAfter idle
+// keeps its session, its pushed events, its idle timeout (counted from
+// when it went idle, not from the renewal) and its bye at shutdown.
+func TestRenewedConnectionsWork(t *testing.T) {
+	for _, useTLS := range []bool{false, true} {
+		name := "session and events"
+		if useTLS {
+			name += " over TLS" // the idle wait is an ordinary read there
+		}
+		t.Run(name, func(t *testing.T) {
+			setRenewAfter(t, 20*time.Millisecond)
+			var opts servertest.Options
+			cert, pool := selfSignedCert(t)
+			if useTLS {
+				opts.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+			}
+			srv := servertest.Start(t, opts)
+			open := func() *wire {
+				if !useTLS {
+					return openWire(t, srv.Addr)
+				}
+				nc, err := tls.Dial("tcp", srv.Addr, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return startWire(t, nc)
+			}
+			srv.AddUser(t, "boss", "kitten-orbit-42", "admin")
+			srv.AddUser(t, "member", "kitten-orbit-43", "user")
+			admin := open()
+			admin.expect("LOGIN boss kitten-orbit-42", 200, "")
+			member := open()
+			member.expect("LOGIN member kitten-orbit-43", 200, "")
+			waitRenewed(t, 2)
+			member.expect("WHOAMI", 200, "")
+			time.Sleep(100 * time.Millisecond) // renewed again
+			admin.expect("DISABLE member", 200, "")
+			member.expectEvent(protocol.SessionEndedDisabled)
+			member.expect("GET protected", 401, protocol.CodeUnauthenticated)
+		})
+	}
+	t.Run("idle timeout", func(t *testing.T) {
+		// Counted from the renewal, the timeout would come at 1.0s.
+		const idle, renew = 600 * time.Millisecond, 400 * time.Millisecond
+		setRenewAfter(t, renew)
+		srv := servertest.Start(t, servertest.Options{IdleTimeout: idle})
+		w := openWire(t, srv.Addr)
+		w.expect("PING", 200, "")
+		start := time.Now()
+		if m := w.recv(); m.Event != "bye" || m.Reason != protocol.ByeIdleTimeout {
+			t.Fatalf("got %+v, want bye idle_timeout", m)
+		}
+		if d := time.Since(start); d < idle-idle/16-10*time.Millisecond || d >= idle+renew-50*time.Millisecond {
+			t.Fatalf("idle timeout after %v, want %v", d, idle)
+		}
+		w.expectClosed()
+	})
+	t.Run("shutdown", func(t *testing.T) {
+		setRenewAfter(t, 20*time.Millisecond)
+		srv := servertest.Start(t, servertest.Options{})
+		w := openWire(t, srv.Addr)
+		w.expect("PING", 200, "")
+		waitRenewed(t, 1)
+		srv.Stop(t)
+		if m := w.recv(); m.Event != "bye" || m.Reason != protocol.ByeShutdown {
+			t.Fatalf("got %+v, want bye shutdown", m)
+		}
+		w.expectClosed()
+	})
+}
+
+// waitRenewed waits until at least n goroutines were started by
+// conn.renew.
+func waitRenewed(t *testing.T, n int) {
+	t.Helper()
+	waitFor(t, func() bool {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		return bytes.Count(buf, []byte("created by github.com/authline/authline/server.(*conn).renew")) >= n
+	})
 }
