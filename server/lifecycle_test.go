@@ -3,16 +3,10 @@ package server_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net"
 	"strings"
 	"sync"
@@ -199,7 +193,8 @@ func TestStoreUnavailableAnswers503(t *testing.T) {
 }
 
 func TestTLS(t *testing.T) {
-	cert, pool := selfSignedCert(t)
+	tc := servertest.NewCert(t)
+	cert, pool := tc.TLS, tc.Pool
 	srv := servertest.Start(t, servertest.Options{TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}}})
 	nc, err := tls.Dial("tcp", srv.Addr, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
 	if err != nil {
@@ -214,34 +209,6 @@ func TestTLS(t *testing.T) {
 	if _, err := tls.Dial("tcp", srv.Addr, &tls.Config{ServerName: "127.0.0.1"}); err == nil {
 		t.Fatal("TLS dial without the CA succeeded")
 	}
-}
-
-func selfSignedCert(t *testing.T) (tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "authline test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
 }
 
 func TestManyConcurrentClients(t *testing.T) {

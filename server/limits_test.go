@@ -458,7 +458,8 @@ func TestRenewedConnectionsWork(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			setRenewAfter(t, 20*time.Millisecond)
 			var opts servertest.Options
-			cert, pool := selfSignedCert(t)
+			tc := servertest.NewCert(t)
+			cert, pool := tc.TLS, tc.Pool
 			if useTLS {
 				opts.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
 			}

@@ -423,7 +423,8 @@ func TestTerminalPrompts(t *testing.T) {
 }
 
 func TestTLS(t *testing.T) {
-	cert, caPEM := selfSigned(t)
+	tc := servertest.NewCert(t)
+	cert, caPEM := tc.TLS, tc.CertPEM
 	srv := startServer(t, servertest.Options{
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
 	})
