@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net/url"
 	"os"
@@ -15,11 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/authline/authline/server/auth"
 	"github.com/authline/authline/server/servertest"
 	"github.com/authline/authline/server/store"
+	"github.com/authline/authline/server/store/postgres/pgtest"
 	"github.com/authline/authline/server/store/sqlite"
 	"github.com/authline/authline/server/store/storeopen"
 )
@@ -480,42 +477,11 @@ func TestProgressThrottle(t *testing.T) {
 // authentication) ignores and migrate must never print.
 func migratePostgresDSN(t *testing.T) string {
 	t.Helper()
-	base := os.Getenv("AUTHLINE_TEST_POSTGRES_DSN")
-	if base == "" {
-		t.Skip("AUTHLINE_TEST_POSTGRES_DSN is not set: migrate to PostgreSQL not tested")
-	}
-	b := make([]byte, 6)
-	rand.Read(b)
-	schema := "authline_migrate_" + hex.EncodeToString(b)
-	ident := pgx.Identifier{schema}.Sanitize()
-	conn, err := pgx.Connect(t.Context(), base)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(t.Context(), "CREATE SCHEMA "+ident); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA "+ident+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	u, err := url.Parse(base)
+	_, dsn := pgtest.NewSchema(t)
+	u, err := url.Parse(dsn)
 	if err != nil || u.Scheme == "" {
-		t.Skipf("AUTHLINE_TEST_POSTGRES_DSN is not a URL (%v): migrate to PostgreSQL not tested", err)
+		t.Skipf("%s is not a URL (%v): migrate to PostgreSQL not tested", pgtest.DSNEnv, err)
 	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
 	u.User = url.UserPassword(u.User.Username(), "s3cret-pw")
 	return u.String()
 }

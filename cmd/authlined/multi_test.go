@@ -6,9 +6,6 @@ package main
 // revocations, failed-login counters) lives in the store.
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -16,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/authline/authline/server/store/postgres/pgtest"
 )
 
 const (
@@ -175,36 +172,10 @@ func multiSchema(t *testing.T, base string) string {
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		t.Fatalf("%s must be a postgres:// URL, as authlined's --db takes it (parse error: %v)", multiDSNEnv, err)
 	}
-	b := make([]byte, 6)
-	rand.Read(b)
-	schema := "authline_multi_" + hex.EncodeToString(b)
-	ident := pgx.Identifier{schema}.Sanitize()
-	exec := func(sql string) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(ctx)
-		_, err = conn.Exec(ctx, sql)
-		return err
-	}
-	if err := exec("CREATE SCHEMA " + ident); err != nil {
-		t.Fatalf("create schema %s: %v", schema, err)
-	}
-	// Registered before the processes start, so it runs after they are
-	// killed.
-	t.Cleanup(func() {
-		if err := exec("DROP SCHEMA " + ident + " CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	q := u.Query()
-	q.Set("search_path", schema)
-	q.Set("application_name", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
+	// Made before the processes start, so the schema is dropped after
+	// they are killed.
+	_, dsn := pgtest.NewSchema(t)
+	return dsn
 }
 
 // multiWithin asks cond every multiPollEvery until it holds, and fails the

@@ -8,9 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/authline/authline/server/store"
+	"github.com/authline/authline/server/store/postgres/pgtest"
 )
 
 // wakeBound is how soon after a commit a waiter must wake.
@@ -71,7 +70,7 @@ func revokeOne(t *testing.T, s *Store, jti string) time.Time {
 func channelOf(t *testing.T, dsn string) string {
 	t.Helper()
 	var ch string
-	if err := connect(t, dsn).QueryRow(t.Context(), `SELECT `+channelSQL).Scan(&ch); err != nil {
+	if err := pgtest.Connect(t, dsn).QueryRow(t.Context(), `SELECT `+channelSQL).Scan(&ch); err != nil {
 		t.Fatal(err)
 	}
 	return ch
@@ -80,7 +79,7 @@ func channelOf(t *testing.T, dsn string) string {
 // A change committed by another Store on the schema wakes a waiter within
 // a second, for each change, whatever kind it is.
 func TestWaitForChangeWakes(t *testing.T) {
-	schema, dsn := newSchema(t)
+	schema, dsn := pgtest.NewSchema(t)
 	waiter, writer := openTest(t, dsn), openTest(t, dsn)
 	ctx := t.Context()
 	if got, want := channelOf(t, dsn), "authline_changes_"+schema; got != want {
@@ -132,8 +131,8 @@ func TestWaitForChangeWakes(t *testing.T) {
 // Stores in different schemas of one database have channels of their own:
 // a change in one does not wake the other's waiters.
 func TestWaitForChangeOtherSchema(t *testing.T) {
-	_, dsnA := newSchema(t)
-	_, dsnB := newSchema(t)
+	_, dsnA := pgtest.NewSchema(t)
+	_, dsnB := pgtest.NewSchema(t)
 	a, b := openTest(t, dsnA), openTest(t, dsnB)
 	ctx := t.Context()
 	if chA, chB := channelOf(t, dsnA), channelOf(t, dsnB); chA == chB {
@@ -149,32 +148,6 @@ func TestWaitForChangeOtherSchema(t *testing.T) {
 	}
 }
 
-// namedSchema creates the schema name, dropped when the test ends, and
-// returns a DSN whose search_path is it.
-func namedSchema(t *testing.T, name string) string {
-	t.Helper()
-	base := baseDSN(t)
-	ident := pgx.Identifier{name}.Sanitize()
-	if _, err := connect(t, base).Exec(t.Context(), "CREATE SCHEMA "+ident); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Errorf("drop schema %s: %v", name, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA "+ident+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", name, err)
-		}
-	})
-	// search_path takes identifiers: quote the name's case and dashes.
-	return withParams(t, base, map[string]string{"search_path": ident})
-}
-
 // Schema names of any case and punctuation, and those too long for a
 // channel name (63 bytes), get channels of their own that work.
 func TestWaitForChangeSchemaNames(t *testing.T) {
@@ -187,7 +160,7 @@ func TestWaitForChangeSchemaNames(t *testing.T) {
 	}
 	seen := map[string]string{}
 	for _, name := range names {
-		dsn := namedSchema(t, name)
+		dsn := pgtest.Schema(t, name)
 		ch := channelOf(t, dsn)
 		if len(ch) > 63 || !strings.HasPrefix(ch, "authline_changes_") {
 			t.Errorf("schema %q: channel %q", name, ch)
@@ -210,7 +183,7 @@ func TestWaitForChangeSchemaNames(t *testing.T) {
 // A waiter whose context ends returns promptly; the connection keeps
 // listening, so that a change made before the next call is not lost.
 func TestWaitForChangeCancel(t *testing.T) {
-	_, dsn := newSchema(t)
+	_, dsn := pgtest.NewSchema(t)
 	waiter, writer := openTest(t, dsn), openTest(t, dsn)
 	listening(t, waiter)
 
@@ -244,7 +217,7 @@ func TestWaitForChangeCancel(t *testing.T) {
 // store in schema (newSchema sets the application_name to the schema).
 func listenerPIDs(t *testing.T, schema string) []int32 {
 	t.Helper()
-	rows, err := connect(t, baseDSN(t)).Query(t.Context(), `SELECT pid FROM pg_stat_activity
+	rows, err := pgtest.Connect(t, pgtest.BaseDSN(t)).Query(t.Context(), `SELECT pid FROM pg_stat_activity
 		WHERE application_name = $1 AND query LIKE 'LISTEN %'`, schema)
 	if err != nil {
 		t.Fatal(err)
@@ -268,7 +241,7 @@ func listenerPIDs(t *testing.T, schema string) []int32 {
 // ErrUnavailable; the next call listens on a new connection (and returns
 // at once, as notices may have been missed), and notices come again.
 func TestWaitForChangeTerminated(t *testing.T) {
-	schema, dsn := newSchema(t)
+	schema, dsn := pgtest.NewSchema(t)
 	waiter, writer := openTest(t, dsn), openTest(t, dsn)
 	ctx := t.Context()
 	listening(t, waiter)
@@ -278,7 +251,7 @@ func TestWaitForChangeTerminated(t *testing.T) {
 	}
 
 	ch := waitAsync(t, waiter, ctx)
-	admin := connect(t, baseDSN(t))
+	admin := pgtest.Connect(t, pgtest.BaseDSN(t))
 	if _, err := admin.Exec(ctx, `SELECT pg_terminate_backend($1)`, pids[0]); err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +280,7 @@ func TestWaitForChangeTerminated(t *testing.T) {
 // pool's Close would wait for it otherwise), and later calls fail with
 // ErrUnavailable.
 func TestWaitForChangeClose(t *testing.T) {
-	_, dsn := newSchema(t)
+	_, dsn := pgtest.NewSchema(t)
 
 	// Closed while a call waits.
 	s, err := Open(t.Context(), dsn)
@@ -355,7 +328,7 @@ func TestWaitForChangeClose(t *testing.T) {
 // A quiet connection is checked every pingInterval; the checks neither
 // wake the waiter nor lose notices.
 func TestWaitForChangePing(t *testing.T) {
-	schema, dsn := newSchema(t)
+	schema, dsn := pgtest.NewSchema(t)
 	waiter, writer := openTest(t, dsn), openTest(t, dsn)
 	old := pingInterval
 	pingInterval = 20 * time.Millisecond
@@ -364,7 +337,7 @@ func TestWaitForChangePing(t *testing.T) {
 	ch := waitAsync(t, waiter, t.Context())
 	notWoken(t, ch, 200*time.Millisecond, "quiet, checked every 20ms")
 	var pinged bool
-	err := connect(t, baseDSN(t)).QueryRow(t.Context(), `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+	err := pgtest.Connect(t, pgtest.BaseDSN(t)).QueryRow(t.Context(), `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
 		WHERE application_name = $1 AND query = '-- ping')`, schema).Scan(&pinged)
 	if err != nil {
 		t.Fatal(err)
@@ -381,8 +354,8 @@ func TestWaitForChangePing(t *testing.T) {
 // The listening connection is not one of the pool's: a pool of one
 // connection still serves the store's calls while a call waits.
 func TestWaitForChangeSmallPool(t *testing.T) {
-	_, dsn := newSchema(t)
-	s := openTest(t, withParams(t, dsn, map[string]string{"pool_max_conns": "1"}))
+	_, dsn := pgtest.NewSchema(t)
+	s := openTest(t, pgtest.WithParams(t, dsn, map[string]string{"pool_max_conns": "1"}))
 	writer := openTest(t, dsn)
 	listening(t, s)
 	ch := waitAsync(t, s, t.Context())

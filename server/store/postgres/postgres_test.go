@@ -3,11 +3,9 @@ package postgres
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -19,90 +17,12 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/authline/authline/server/store"
+	"github.com/authline/authline/server/store/postgres/pgtest"
 	"github.com/authline/authline/server/store/storetest"
 )
 
 // Close must release every connection and goroutine of the pool.
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// dsnEnv names the server the tests run against; CI sets it to
-// postgres://postgres@127.0.0.1:5432/test?sslmode=disable. Each test works
-// in a schema of its own, which it drops when it ends.
-const dsnEnv = "AUTHLINE_TEST_POSTGRES_DSN"
-
-// baseDSN returns the test server's DSN, or skips the test.
-func baseDSN(t *testing.T) string {
-	t.Helper()
-	dsn := os.Getenv(dsnEnv)
-	if dsn == "" {
-		t.Skip("AUTHLINE_TEST_POSTGRES_DSN is not set: PostgreSQL store tests skipped")
-	}
-	return dsn
-}
-
-// withParams returns dsn with the run-time parameters params added, in a
-// URL's query or as key=value pairs.
-func withParams(t *testing.T, dsn string, params map[string]string) string {
-	t.Helper()
-	if strings.Contains(dsn, "://") {
-		u, err := url.Parse(dsn)
-		if err != nil {
-			t.Fatalf("%s: %v", dsnEnv, err)
-		}
-		q := u.Query()
-		for k, v := range params {
-			q.Set(k, v)
-		}
-		u.RawQuery = q.Encode()
-		return u.String()
-	}
-	for k, v := range params {
-		dsn += fmt.Sprintf(" %s='%s'", k, v) // test names need no escaping
-	}
-	return dsn
-}
-
-// connect opens a bare connection to the test server, beside any Store,
-// closed when the test ends.
-func connect(t *testing.T, dsn string) *pgx.Conn {
-	t.Helper()
-	conn, err := pgx.Connect(t.Context(), dsn)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	return conn
-}
-
-// newSchema creates an empty schema with a random name, dropped (with
-// everything in it) when the test ends, and returns its name and a DSN
-// whose search_path is it.
-func newSchema(t *testing.T) (schema, dsn string) {
-	t.Helper()
-	base := baseDSN(t)
-	schema = "authline_t_" + hex.EncodeToString(randBytes(t, 6))
-	ident := pgx.Identifier{schema}.Sanitize()
-	conn := connect(t, base)
-	if _, err := conn.Exec(t.Context(), "CREATE SCHEMA "+ident); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	// Registered before the Store's Close, so it runs after it.
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA "+ident+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	// application_name lets a test find the Store's sessions.
-	return schema, withParams(t, base, map[string]string{"search_path": schema, "application_name": schema})
-}
 
 func randBytes(t *testing.T, n int) []byte {
 	b := make([]byte, n)
@@ -128,9 +48,9 @@ func openTest(t *testing.T, dsn string) *Store {
 }
 
 func TestConformance(t *testing.T) {
-	baseDSN(t)
+	pgtest.BaseDSN(t)
 	storetest.Run(t, func(t *testing.T) store.Store {
-		_, dsn := newSchema(t)
+		_, dsn := pgtest.NewSchema(t)
 		return openTest(t, dsn)
 	})
 }
@@ -165,7 +85,7 @@ func latestVersion(t *testing.T) int {
 }
 
 func TestReopenKeepsData(t *testing.T) {
-	schema, dsn := newSchema(t)
+	schema, dsn := pgtest.NewSchema(t)
 	ctx := t.Context()
 	exp := time.Now().Add(time.Hour)
 	want := store.User{Username: "alice", PasswordHash: []byte("$2a$10$x\x00y\xff"), Role: store.RoleAdmin, CreatedAt: time.Unix(1700000000, 0)}
@@ -206,7 +126,7 @@ func TestReopenKeepsData(t *testing.T) {
 	if cs, err := s.Changes(ctx, 0, 10); err != nil || len(cs) != 2 {
 		t.Errorf("Changes after reopen = %+v, %v; want the revocation and the key", cs, err)
 	}
-	if v := version(t, connect(t, baseDSN(t)), schema); v != latestVersion(t) || v < 1 {
+	if v := version(t, pgtest.Connect(t, pgtest.BaseDSN(t)), schema); v != latestVersion(t) || v < 1 {
 		t.Errorf("schema version = %d, want %d (one per migration)", v, latestVersion(t))
 	}
 }
@@ -214,7 +134,7 @@ func TestReopenKeepsData(t *testing.T) {
 // Instances starting together on a new schema: the advisory lock lets one
 // migrate while the others wait, and then they find the schema migrated.
 func TestConcurrentOpen(t *testing.T) {
-	schema, dsn := newSchema(t)
+	schema, dsn := pgtest.NewSchema(t)
 	ctx := t.Context()
 	stores := make([]*Store, 4)
 	errs := make([]error, len(stores))
@@ -235,7 +155,7 @@ func TestConcurrentOpen(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	if v := version(t, connect(t, baseDSN(t)), schema); v != latestVersion(t) {
+	if v := version(t, pgtest.Connect(t, pgtest.BaseDSN(t)), schema); v != latestVersion(t) {
 		t.Errorf("schema version = %d, want %d", v, latestVersion(t))
 	}
 	if err := stores[0].CreateUser(ctx, store.User{Username: "alice", PasswordHash: []byte("h"), Role: store.RoleUser}); err != nil {
@@ -249,7 +169,7 @@ func TestConcurrentOpen(t *testing.T) {
 }
 
 func TestSchemaTooNew(t *testing.T) {
-	schema, dsn := newSchema(t)
+	schema, dsn := pgtest.NewSchema(t)
 	s, err := Open(t.Context(), dsn)
 	if err != nil {
 		t.Fatal(err)
@@ -257,7 +177,7 @@ func TestSchemaTooNew(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	conn := connect(t, baseDSN(t))
+	conn := pgtest.Connect(t, pgtest.BaseDSN(t))
 	table := pgx.Identifier{schema, "schema_migrations"}.Sanitize()
 	if _, err := conn.Exec(t.Context(), "INSERT INTO "+table+" (version, name) VALUES (9999, '9999_future.sql')"); err != nil {
 		t.Fatal(err)
@@ -284,13 +204,13 @@ func TestSchemaTooNew(t *testing.T) {
 // A schema written by an older authline (here: version 2) migrates in
 // place and keeps its data; its users get the defaults of the new columns.
 func TestMigrateFrom2(t *testing.T) {
-	schema, dsn := newSchema(t)
+	schema, dsn := pgtest.NewSchema(t)
 	ctx := t.Context()
 	ms, err := migrations()
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn := connect(t, dsn) // search_path is the schema
+	conn := pgtest.Connect(t, dsn) // search_path is the schema
 	if _, err := conn.Exec(ctx, fmt.Sprintf(createVersionTable, "schema_migrations")); err != nil {
 		t.Fatal(err)
 	}
@@ -358,9 +278,9 @@ func TestMigrationsMatchSQLite(t *testing.T) {
 // collation; the suite cannot tell on a server whose default collation
 // happens to be C.UTF-8, so check the columns.
 func TestByteOrderCollation(t *testing.T) {
-	schema, dsn := newSchema(t)
+	schema, dsn := pgtest.NewSchema(t)
 	openTest(t, dsn)
-	rows, err := connect(t, baseDSN(t)).Query(t.Context(), `SELECT table_name || '.' || column_name, coalesce(collation_name, '')
+	rows, err := pgtest.Connect(t, pgtest.BaseDSN(t)).Query(t.Context(), `SELECT table_name || '.' || column_name, coalesce(collation_name, '')
 		FROM information_schema.columns
 		WHERE table_schema = $1 AND column_name IN ('username', 'kid') ORDER BY 1`, schema)
 	if err != nil {
@@ -385,7 +305,7 @@ func TestByteOrderCollation(t *testing.T) {
 // at once, so a follower polling with "after the last seq I saw" misses
 // none.
 func TestChangeFeedFollower(t *testing.T) {
-	_, dsn := newSchema(t)
+	_, dsn := pgtest.NewSchema(t)
 	s := openTest(t, dsn)
 	ctx := t.Context()
 	const writers, each = 8, 40
@@ -476,7 +396,7 @@ func TestChangeFeedFollower(t *testing.T) {
 // waits for those in flight, and every call after it fails with
 // ErrUnavailable that keeps the pool's own error.
 func TestClosedPool(t *testing.T) {
-	_, dsn := newSchema(t)
+	_, dsn := pgtest.NewSchema(t)
 	s, err := Open(t.Context(), dsn)
 	if err != nil {
 		t.Fatal(err)
@@ -522,13 +442,13 @@ func TestClosedPool(t *testing.T) {
 // admin's pg_terminate_backend), calls fail with ErrUnavailable, not some
 // other error, and the pool then reconnects.
 func TestTerminatedSessions(t *testing.T) {
-	schema, dsn := newSchema(t)
+	schema, dsn := pgtest.NewSchema(t)
 	s := openTest(t, dsn)
 	ctx := t.Context()
 	if err := s.CreateUser(ctx, store.User{Username: "alice", PasswordHash: []byte("h"), Role: store.RoleUser}); err != nil {
 		t.Fatal(err)
 	}
-	admin := connect(t, baseDSN(t))
+	admin := pgtest.Connect(t, pgtest.BaseDSN(t))
 	var killed int
 	if err := admin.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
 		WHERE application_name = $1 AND pid <> pg_backend_pid()`, schema).Scan(&killed); err != nil {
@@ -557,11 +477,11 @@ func TestTerminatedSessions(t *testing.T) {
 // With several schemas on the search_path, the store lives in the first
 // and never takes a later one's tables for its own.
 func TestSearchPathFirstSchema(t *testing.T) {
-	first, _ := newSchema(t)
-	later, laterDSN := newSchema(t)
+	first, _ := pgtest.NewSchema(t)
+	later, laterDSN := pgtest.NewSchema(t)
 	ctx := t.Context()
 	// A later schema holding a store from the future, and users.
-	conn := connect(t, laterDSN)
+	conn := pgtest.Connect(t, laterDSN)
 	if _, err := conn.Exec(ctx, fmt.Sprintf(createVersionTable, "schema_migrations")); err != nil {
 		t.Fatal(err)
 	}
@@ -570,7 +490,7 @@ func TestSearchPathFirstSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s := openTest(t, withParams(t, baseDSN(t), map[string]string{"search_path": first + "," + later}))
+	s := openTest(t, pgtest.WithParams(t, pgtest.BaseDSN(t), map[string]string{"search_path": first + "," + later}))
 	if v := version(t, conn, first); v != latestVersion(t) {
 		t.Errorf("version of %s = %d, want %d", first, v, latestVersion(t))
 	}
@@ -584,7 +504,7 @@ func TestSearchPathFirstSchema(t *testing.T) {
 }
 
 func TestNoSchema(t *testing.T) {
-	dsn := withParams(t, baseDSN(t), map[string]string{"search_path": "authline_no_such_schema"})
+	dsn := pgtest.WithParams(t, pgtest.BaseDSN(t), map[string]string{"search_path": "authline_no_such_schema"})
 	s, err := Open(t.Context(), dsn)
 	if err == nil {
 		s.Close()
@@ -627,10 +547,10 @@ func TestOpenErrors(t *testing.T) {
 
 // mapErr is fed real errors from a server.
 func TestMapErr(t *testing.T) {
-	_, dsn := newSchema(t)
+	_, dsn := pgtest.NewSchema(t)
 	openTest(t, dsn) // creates the schema
 	ctx := t.Context()
-	conn := connect(t, dsn)
+	conn := pgtest.Connect(t, dsn)
 	insert := func(name, role string, hash any) error {
 		_, err := conn.Exec(ctx, "INSERT INTO users (username, password_hash, role, created_at) VALUES ($1, $2, $3, 0)", name, hash, role)
 		return err
@@ -641,7 +561,7 @@ func TestMapErr(t *testing.T) {
 
 	// lockTimeout: a row locked by another session, waited for in vain.
 	lockTimeout := func() error {
-		holder := connect(t, dsn)
+		holder := pgtest.Connect(t, dsn)
 		tx, err := holder.Begin(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -650,13 +570,13 @@ func TestMapErr(t *testing.T) {
 		if _, err := tx.Exec(ctx, "SELECT 1 FROM users WHERE username = 'alice' FOR UPDATE"); err != nil {
 			t.Fatal(err)
 		}
-		c := connect(t, withParams(t, dsn, map[string]string{"lock_timeout": "50ms"}))
+		c := pgtest.Connect(t, pgtest.WithParams(t, dsn, map[string]string{"lock_timeout": "50ms"}))
 		_, err = c.Exec(ctx, "UPDATE users SET role = 'admin' WHERE username = 'alice'")
 		return err
 	}
 	// terminated: a session the server ended, used again.
 	terminated := func() error {
-		victim := connect(t, dsn)
+		victim := pgtest.Connect(t, dsn)
 		if _, err := conn.Exec(ctx, "SELECT pg_terminate_backend($1)", victim.PgConn().PID()); err != nil {
 			t.Fatal(err)
 		}
@@ -699,7 +619,7 @@ func TestMapErr(t *testing.T) {
 		{"canceled context", func() error { _, err := conn.Exec(canceled, "SELECT 1"); return err }(), nil},
 		{"deadline mid-query", func() error { _, err := conn.Exec(short, "SELECT pg_sleep(5)"); return err }(), store.ErrUnavailable},
 		{"connection refused", connectErr("postgres://postgres@127.0.0.1:1/test?sslmode=disable&connect_timeout=5"), store.ErrUnavailable},
-		{"no such database", connectErr(withDatabase(t, baseDSN(t), "authline_no_such_db")), nil},
+		{"no such database", connectErr(withDatabase(t, pgtest.BaseDSN(t), "authline_no_such_db")), nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.err == nil {

@@ -1,11 +1,7 @@
 package storeopen
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +13,7 @@ import (
 
 	"github.com/authline/authline/server/store"
 	"github.com/authline/authline/server/store/postgres"
+	"github.com/authline/authline/server/store/postgres/pgtest"
 	"github.com/authline/authline/server/store/sqlite"
 )
 
@@ -101,36 +98,12 @@ func TestOpenPostgresDispatch(t *testing.T) {
 // With a server (AUTHLINE_TEST_POSTGRES_DSN), a postgres:// DSN opens a
 // working PostgreSQL store.
 func TestOpenPostgres(t *testing.T) {
-	base := os.Getenv("AUTHLINE_TEST_POSTGRES_DSN")
-	if base == "" {
-		t.Skip("AUTHLINE_TEST_POSTGRES_DSN is not set: PostgreSQL store tests skipped")
-	}
-	if !IsPostgres(base) {
-		t.Skipf("AUTHLINE_TEST_POSTGRES_DSN is not a postgres:// URL")
+	schema, dsn := pgtest.NewSchema(t)
+	if !IsPostgres(dsn) {
+		t.Skipf("%s is not a postgres:// URL", pgtest.DSNEnv)
 	}
 	ctx := t.Context()
-	b := make([]byte, 6)
-	rand.Read(b)
-	schema := "authline_t_" + hex.EncodeToString(b)
-	ident := pgx.Identifier{schema}.Sanitize()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+ident); err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Exec(context.Background(), "DROP SCHEMA "+ident+" CASCADE")
-
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	s, err := Open(ctx, u.String())
+	s, err := Open(ctx, dsn)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -140,7 +113,7 @@ func TestOpenPostgres(t *testing.T) {
 	}
 	roundTrip(t, s)
 	var n int
-	if err := conn.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{schema, "users"}.Sanitize()).Scan(&n); err != nil || n != 1 {
+	if err := pgtest.Connect(t, dsn).QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{schema, "users"}.Sanitize()).Scan(&n); err != nil || n != 1 {
 		t.Errorf("users in schema %s: %d, %v; want 1", schema, n, err)
 	}
 }
