@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/authline/authline/protocol"
+	"github.com/authline/authline/server/internal/offload"
 )
 
 const (
@@ -632,8 +633,8 @@ func (c *conn) dispatch(req *protocol.Request) (closeConn bool) {
 	defer func() {
 		if p := recover(); p != nil {
 			stack := debug.Stack()
-			if dp, ok := p.(*deepPanic); ok {
-				p, stack = dp.value, dp.stack
+			if op, ok := p.(*offload.Panic); ok {
+				p, stack = op.Value, op.Stack // the stack where it happened
 			}
 			c.log().Error("panic while handling request", "remote", c.peer.Addr, "cmd", req.Cmd, "panic", p, "stack", string(stack))
 			c.respondError(req.ID, protocol.Errorf(protocol.CodeInternal, "internal error"))
@@ -682,27 +683,7 @@ func (c *conn) dispatch(req *protocol.Request) (closeConn bool) {
 // the server's memory. These commands take milliseconds (bcrypt, store
 // writes); starting a goroutine takes a microsecond.
 func (c *conn) deep(fn func()) {
-	var p *deepPanic
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer func() {
-			if v := recover(); v != nil {
-				p = &deepPanic{value: v, stack: debug.Stack()}
-			}
-		}()
-		fn()
-	}()
-	<-done
-	if p != nil {
-		panic(p) // answered by dispatch, on the connection's goroutine
-	}
-}
-
-// deepPanic carries a panic of a deep command, with its own stack.
-type deepPanic struct {
-	value any
-	stack []byte
+	offload.Run(fn) // a panic is answered by dispatch, on the connection's goroutine
 }
 
 // fail answers an error and logs it: internal and unavailable errors with

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/authline/authline/protocol"
+	"github.com/authline/authline/server/internal/offload"
 )
 
 // hashPool bounds the CPU spent on bcrypt: at most workers hashes run at
@@ -64,23 +65,15 @@ func (p *hashPool) do(ctx context.Context, fn func()) error {
 // the fast path's threads first whenever they have work; serve sets
 // GOMAXPROCS one above the number of hash workers so that the Go
 // scheduler always has a slot for them. A panic in fn is raised again on
-// the caller's goroutine.
+// the caller's goroutine, as an *offload.Panic with fn's stack.
 func runLowPriority(fn func()) {
-	var panicked any
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer func() { panicked = recover() }()
+	offload.Run(func() {
 		// Not unlocked: the thread, whose priority was lowered, exits with
 		// the goroutine instead of going back to run other goroutines.
 		runtime.LockOSThread()
 		lowerThreadPriority()
 		fn()
-	}()
-	<-done
-	if panicked != nil {
-		panic(panicked)
-	}
+	})
 }
 
 // queued returns how many hashes are running or waiting.

@@ -5,6 +5,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/authline/authline/server/internal/offload"
 )
 
 // TestHashesRunAtLowPriority: bcrypt runs on a thread at the lowest CPU
@@ -41,8 +43,13 @@ func TestHashPanicReachesCaller(t *testing.T) {
 	p := newHashPool(1, 0)
 	func() {
 		defer func() {
-			if r := recover(); r == nil || !strings.Contains(r.(string), "hash boom") {
+			r, ok := recover().(*offload.Panic)
+			if !ok || r.Value != "hash boom" {
 				t.Fatalf("recovered %v, want the hash's panic", r)
+			}
+			// The stack is the hash's, not that of the goroutine waiting for it.
+			if !strings.Contains(string(r.Stack), "TestHashPanicReachesCaller.func") {
+				t.Fatalf("the panic's stack is not where it happened:\n%s", r.Stack)
 			}
 		}()
 		p.do(context.Background(), func() { panic("hash boom") })
