@@ -24,10 +24,7 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/crypto/bcrypt"
-
 	"github.com/authline/authline/server"
-	"github.com/authline/authline/server/auth"
 )
 
 // reloadable are the settings a SIGHUP applies to a running server; any
@@ -125,30 +122,30 @@ func liveSettingsOf(values map[string]string) (liveSettings, error) {
 	return l, errors.Join(errs...)
 }
 
-// checkServeSettings runs serve's own checks of its settings on a new
-// configuration, so that a reload does not accept what a restart would
+// checkServeSettings runs serve's own checks (serveOptions.check) on a
+// new configuration, so that a reload does not accept what a restart would
 // refuse.
 func checkServeSettings(values map[string]string) error {
+	o := &serveOptions{
+		listen:            values["listen"],
+		tokenAlg:          values["token-alg"],
+		tlsCert:           values["tls-cert"],
+		tlsKey:            values["tls-key"],
+		insecurePlaintext: values["insecure-plaintext"] == "true",
+		logFormat:         values["log-format"],
+	}
 	var errs []error
-	if f := values["log-format"]; f != "text" && f != "json" {
-		errs = append(errs, fmt.Errorf("log-format must be text or json, not %q", f))
+	var err error
+	if o.tokenTTL, err = time.ParseDuration(values["token-ttl"]); err != nil {
+		errs = append(errs, fmt.Errorf("token-ttl: %v", err))
 	}
-	if _, err := auth.ParseAlg(values["token-alg"]); err != nil {
-		errs = append(errs, fmt.Errorf("token-alg: %v", err))
+	if o.bcryptCost, err = strconv.Atoi(values["bcrypt-cost"]); err != nil {
+		errs = append(errs, fmt.Errorf("bcrypt-cost: %v", err))
 	}
-	if d, err := time.ParseDuration(values["token-ttl"]); err == nil && d <= 0 {
-		errs = append(errs, fmt.Errorf("token-ttl must be positive, not %v", d))
+	if len(errs) > 0 {
+		return errors.Join(errs...)
 	}
-	if (values["tls-cert"] == "") != (values["tls-key"] == "") {
-		errs = append(errs, errors.New("tls-cert and tls-key go together"))
-	}
-	if values["tls-cert"] == "" && values["insecure-plaintext"] != "true" && !isLoopback(values["listen"]) {
-		errs = append(errs, fmt.Errorf("listen %s is not a loopback address: it needs tls-cert and tls-key, or insecure-plaintext", values["listen"]))
-	}
-	if c, err := strconv.Atoi(values["bcrypt-cost"]); err == nil && (c < bcrypt.MinCost || c > bcrypt.MaxCost) {
-		errs = append(errs, fmt.Errorf("bcrypt-cost %d is outside %d..%d", c, bcrypt.MinCost, bcrypt.MaxCost))
-	}
-	return errors.Join(errs...)
+	return o.check()
 }
 
 // reloader applies new configurations to a running server.

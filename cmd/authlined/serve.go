@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/authline/authline/server"
 	"github.com/authline/authline/server/auth"
@@ -147,25 +148,43 @@ func newLogger(streams Streams, format, level string) (*slog.Logger, *slog.Level
 	return nil, nil, usageErrorf("--log-format must be text or json, not %q", format)
 }
 
+// check returns the first setting that serve refuses to start with, as a
+// usage error naming its flag. A SIGHUP reload runs it on the new
+// configuration too (reload.go), so that a reload does not accept what a
+// restart would refuse.
+func (o *serveOptions) check() error {
+	if o.logFormat != "text" && o.logFormat != "json" {
+		return usageErrorf("--log-format must be text or json, not %q", o.logFormat)
+	}
+	if _, err := auth.ParseAlg(o.tokenAlg); err != nil {
+		return usageErrorf("--token-alg: %v", err)
+	}
+	if o.tokenTTL <= 0 {
+		return usageErrorf("--token-ttl must be positive, not %v", o.tokenTTL)
+	}
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return usageErrorf("--tls-cert and --tls-key go together")
+	}
+	if o.tlsCert == "" && !o.insecurePlaintext && !isLoopback(o.listen) {
+		return usageErrorf("refusing to serve plaintext on %s, which is not a loopback address: passwords and tokens would cross the network in clear; give --tls-cert and --tls-key, or --insecure-plaintext", o.listen)
+	}
+	// Zero is auth's default, as for auth.New.
+	if c := o.bcryptCost; c != 0 && (c < bcrypt.MinCost || c > bcrypt.MaxCost) {
+		return usageErrorf("--bcrypt-cost: bcrypt cost %d is outside %d..%d", c, bcrypt.MinCost, bcrypt.MaxCost)
+	}
+	return nil
+}
+
 func runServe(ctx context.Context, opts *serveOptions) error {
+	if err := opts.check(); err != nil {
+		return err
+	}
 	log, logLevel, err := newLogger(opts.streams, opts.logFormat, opts.logLevel)
 	if err != nil {
 		return err
 	}
-	alg, err := auth.ParseAlg(opts.tokenAlg)
-	if err != nil {
-		return usageErrorf("--token-alg: %v", err)
-	}
-	if opts.tokenTTL <= 0 {
-		return usageErrorf("--token-ttl must be positive, not %v", opts.tokenTTL)
-	}
-	if (opts.tlsCert == "") != (opts.tlsKey == "") {
-		return usageErrorf("--tls-cert and --tls-key go together")
-	}
+	alg, _ := auth.ParseAlg(opts.tokenAlg) // check refused a bad one
 	useTLS := opts.tlsCert != ""
-	if !useTLS && !opts.insecurePlaintext && !isLoopback(opts.listen) {
-		return usageErrorf("refusing to serve plaintext on %s, which is not a loopback address: passwords and tokens would cross the network in clear; give --tls-cert and --tls-key, or --insecure-plaintext", opts.listen)
-	}
 	var tlsConfig *tls.Config
 	var certs *certHolder // swapped by a SIGHUP reload
 	if useTLS {
