@@ -298,8 +298,8 @@ func runServe(ctx context.Context, opts *serveOptions) error {
 	log.Info("listening", "addr", ln.Addr().String(), "tls", useTLS, "db", storeopen.Redact(opts.db), "version", version,
 		"token_alg", alg, "kid", tokens.KeyID(), "hash_workers", opts.hashWorkers, "gomaxprocs", runtime.GOMAXPROCS(0))
 	mon.serving()
-	// Counting admins reads the whole users table: it runs once the
-	// server is accepting, so it does not delay the start.
+	// After listening, so that the store's answer never delays the start
+	// (the count reads the users_role index).
 	if n, err := st.CountAdmins(ctx); err == nil && n == 0 {
 		log.Warn("the store has no admin; create one with: authlined user add NAME --role admin --db " + storeopen.Redact(opts.db))
 	}

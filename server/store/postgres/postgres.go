@@ -422,6 +422,15 @@ func userChange(username, reason string) store.Change {
 	return store.Change{Kind: store.ChangeUser, Username: username, Reason: reason}
 }
 
+// The admin queries read the users_role index (migration 0005), not every
+// user; TestAdminQueriesUseRoleIndex checks the plans.
+const (
+	countAdminsSQL = `SELECT count(*) FROM users WHERE role = 'admin'`
+	lockAdminsSQL  = `SELECT username, role = 'admin' AND NOT disabled FROM users
+		WHERE username = $1 OR (role = 'admin' AND NOT disabled)
+		ORDER BY username FOR UPDATE`
+)
+
 // lockAdmins locks, in the transaction tx, the row of username and those
 // of all enabled admins, and reports whether username exists, whether it
 // is an enabled admin, and whether another enabled admin exists.
@@ -434,9 +443,7 @@ func userChange(username, reason string) store.Change {
 // after this one's statement is not seen, which only errs on the safe
 // side.)
 func lockAdmins(ctx context.Context, tx pgx.Tx, username string) (exists, enabledAdmin, otherAdmin bool, err error) {
-	rows, err := tx.Query(ctx, `SELECT username, role = 'admin' AND NOT disabled FROM users
-		WHERE username = $1 OR (role = 'admin' AND NOT disabled)
-		ORDER BY username FOR UPDATE`, username)
+	rows, err := tx.Query(ctx, lockAdminsSQL, username)
 	if err != nil {
 		return false, false, false, err
 	}
@@ -667,7 +674,7 @@ func (s *Store) DeleteUser(ctx context.Context, username string) error {
 // CountAdmins implements store.Store. Disabled admins count.
 func (s *Store) CountAdmins(ctx context.Context) (int, error) {
 	var n int
-	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM users WHERE role = 'admin'`).Scan(&n); err != nil {
+	if err := s.pool.QueryRow(ctx, countAdminsSQL).Scan(&n); err != nil {
 		return 0, s.err("count admins", err)
 	}
 	return n, nil

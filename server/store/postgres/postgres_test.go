@@ -654,3 +654,42 @@ func withDatabase(t *testing.T, dsn, db string) string {
 	u.Path = "/" + db
 	return u.String()
 }
+
+// TestAdminQueriesUseRoleIndex: counting the admins and locking them can
+// read the users_role index rather than every user. (With sequential
+// scans off, so that the planner shows the index even on a small table.)
+func TestAdminQueriesUseRoleIndex(t *testing.T) {
+	_, dsn := pgtest.NewSchema(t)
+	openTest(t, dsn) // migrates
+	conn := pgtest.Connect(t, dsn)
+	ctx := t.Context()
+	if _, err := conn.Exec(ctx, "SET enable_seqscan = off"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		query string
+		args  []any
+	}{
+		{countAdminsSQL, nil},
+		{lockAdminsSQL, []any{"alice"}},
+	} {
+		rows, err := conn.Query(ctx, "EXPLAIN "+tc.query, tc.args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan []string
+		for rows.Next() {
+			var line string
+			if err := rows.Scan(&line); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, line)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if p := strings.Join(plan, "\n"); !strings.Contains(p, "users_role") {
+			t.Errorf("%s\nplan:\n%s\nwant it to use the index users_role", tc.query, p)
+		}
+	}
+}

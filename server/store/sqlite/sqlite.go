@@ -133,6 +133,13 @@ func dsn(abs string) string {
 	return u.String()
 }
 
+// The admin queries read the users_role index (migration 0005), not every
+// user; TestAdminQueriesUseRoleIndex checks the plans.
+const (
+	countAdminsSQL = `SELECT count(*) FROM users WHERE role = 'admin'`
+	otherAdminSQL  = `SELECT EXISTS (SELECT 1 FROM users WHERE role = 'admin' AND disabled = 0 AND username <> ?)`
+)
+
 // journalMode opens the pool's first connection and returns its journal
 // mode. Turning a new database to WAL (the journal_mode pragma in dsn) needs
 // an exclusive lock, and SQLite reports SQLITE_BUSY at once, without calling
@@ -186,7 +193,7 @@ func (s *Store) init(ctx context.Context) error {
 		{&s.listUsers, `SELECT ` + userColumns + ` FROM users ORDER BY username`},
 		{&s.listUsersAfter, `SELECT ` + userColumns + ` FROM users WHERE username > ? ORDER BY username LIMIT ?`},
 		{&s.userState, `SELECT role, disabled FROM users WHERE username = ?`},
-		{&s.otherAdmin, `SELECT EXISTS (SELECT 1 FROM users WHERE role = 'admin' AND disabled = 0 AND username <> ?)`},
+		{&s.otherAdmin, otherAdminSQL},
 		{&s.setRole, `UPDATE users SET role = ? WHERE username = ?`},
 		{&s.setPasswordHash, `UPDATE users SET password_hash = ? WHERE username = ?`},
 		{&s.changePassword, `UPDATE users SET password_hash = ?, generation = generation + 1 WHERE username = ?
@@ -195,7 +202,7 @@ func (s *Store) init(ctx context.Context) error {
 		{&s.bumpGeneration, `UPDATE users SET generation = generation + 1 WHERE username = ? RETURNING generation`},
 		{&s.setLastLogin, `UPDATE users SET last_login = ? WHERE username = ?`},
 		{&s.deleteUser, `DELETE FROM users WHERE username = ?`},
-		{&s.countAdmins, `SELECT count(*) FROM users WHERE role = 'admin'`},
+		{&s.countAdmins, countAdminsSQL},
 		{&s.createRefresh, `INSERT INTO refresh_tokens (hash, family, username, generation, expires_at, used_at)
 			VALUES (?, ?, ?, ?, ?, ?)`},
 		{&s.getRefresh, `SELECT family, username, generation, expires_at, used_at FROM refresh_tokens WHERE hash = ?`},

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -460,5 +461,37 @@ func TestOddPath(t *testing.T) {
 	}
 	if len(entries) != 1 || entries[0].Name() != "authline.db" {
 		t.Errorf("files in %q: %v, want only authline.db", dir, entries)
+	}
+}
+
+// TestAdminQueriesUseRoleIndex: counting the admins and looking for
+// another one read the users_role index, not every user.
+func TestAdminQueriesUseRoleIndex(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "authline.db"))
+	for _, q := range []string{countAdminsSQL, otherAdminSQL} {
+		var args []any
+		if strings.Contains(q, "?") {
+			args = append(args, "alice")
+		}
+		rows, err := s.db.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+q, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		rows.Close()
+		if p := strings.Join(plan, "; "); !strings.Contains(p, "INDEX users_role") {
+			t.Errorf("%s\nplan: %s; want it to use the index users_role", q, p)
+		}
 	}
 }
