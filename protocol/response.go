@@ -282,12 +282,18 @@ type Message struct {
 	Data    json.RawMessage `json:"data,omitempty"`
 }
 
-// Err returns the response's error as an *Error, or nil on success.
+// Err returns the response's error as an *Error, or nil on success. Its
+// RetryAfter is the response's data.retry_after, when the server sent one.
 func (m *Message) Err() *Error {
 	if m.OK {
 		return nil
 	}
-	return &Error{Code: m.Error, Message: m.Message}
+	e := &Error{Code: m.Error, Message: m.Message}
+	var rd RetryData
+	if len(m.Data) > 0 && json.Unmarshal(m.Data, &rd) == nil && rd.RetryAfter > 0 {
+		e.RetryAfter = time.Duration(rd.RetryAfter) * time.Second
+	}
+	return e
 }
 
 // UserInfo describes an account to admins (USER, USERS and the admin

@@ -405,3 +405,35 @@ func BenchmarkAppendResponseResource(b *testing.B) {
 	}
 	b.SetBytes(int64(len(buf)))
 }
+
+// TestMessageErrRetryAfter: an error's retry_after survives the trip
+// through the wire, rounded up to whole seconds, so clients can say how
+// long to wait.
+func TestMessageErrRetryAfter(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		after time.Duration
+		want  time.Duration
+	}{
+		{"none", 0, 0},
+		{"whole seconds", 42 * time.Second, 42 * time.Second},
+		{"rounded up", 1500 * time.Millisecond, 2 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := protocol.ErrorResponse(nil, &protocol.Error{Code: protocol.CodeRateLimited, Message: "slow down", RetryAfter: tc.after})
+			var msg protocol.Message
+			if err := json.Unmarshal(protocol.AppendResponse(nil, &r), &msg); err != nil {
+				t.Fatal(err)
+			}
+			e := msg.Err()
+			if e == nil || e.Code != protocol.CodeRateLimited || e.RetryAfter != tc.want {
+				t.Fatalf("Message.Err() = %+v, want rate_limited with RetryAfter %v", e, tc.want)
+			}
+		})
+	}
+	// Data of another shape is not taken for a retry time.
+	msg := protocol.Message{Status: 403, Error: protocol.CodeForbidden, Data: json.RawMessage(`{"retry_after":"soon"}`)}
+	if e := msg.Err(); e.RetryAfter != 0 {
+		t.Errorf("RetryAfter = %v from a malformed retry_after", e.RetryAfter)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -157,6 +158,9 @@ func (f *Factory) hintFor(cmd *cobra.Command, err error) string {
 	case protocol.CodeForbidden:
 		return "this needs the admin role: log in as an admin with authline login"
 	case protocol.CodeRateLimited:
+		if pe.RetryAfter > 0 {
+			return "too many attempts: wait " + waitText(pe.RetryAfter) + ", then try again"
+		}
 		return "too many attempts: wait a minute, then try again"
 	case protocol.CodeUnavailable:
 		return "the server is busy or cannot reach its store: try again in a moment"
@@ -177,6 +181,23 @@ func (f *Factory) hintFor(cmd *cobra.Command, err error) string {
 	return ""
 }
 
+// waitText says how long d is to a person: whole seconds under a minute,
+// else whole minutes, rounded up.
+func waitText(d time.Duration) string {
+	if d < time.Minute {
+		n := int((d + time.Second - 1) / time.Second)
+		if n == 1 {
+			return "1 second"
+		}
+		return fmt.Sprintf("%d seconds", n)
+	}
+	n := int((d + time.Minute - 1) / time.Minute)
+	if n == 1 {
+		return "1 minute"
+	}
+	return fmt.Sprintf("%d minutes", n)
+}
+
 // errorObject is the JSON form of every failure: a refusal by the server
 // (status and the server's code) or a failure found on this side (one of
 // the code* codes, no status).
@@ -186,6 +207,9 @@ type errorObject struct {
 	Error   string `json:"error"`
 	Message string `json:"message"`
 	Hint    string `json:"hint,omitempty"`
+	// RetryAfter is the server's data.retry_after, in seconds, when it
+	// said when to try again.
+	RetryAfter int64 `json:"retry_after,omitempty"`
 }
 
 // newErrorObject describes err for JSON output.
@@ -197,6 +221,7 @@ func newErrorObject(err error) errorObject {
 	switch {
 	case errors.As(err, &pe):
 		o.Status, o.Error = pe.Status(), string(pe.Code)
+		o.RetryAfter = int64((pe.RetryAfter + time.Second - 1) / time.Second)
 		if !errors.Is(err, client.ErrSessionExpired) {
 			o.Message = pe.Message
 		}

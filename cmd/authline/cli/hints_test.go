@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -71,7 +72,7 @@ func TestErrorHints(t *testing.T) {
 		{"rate limited", func(t *testing.T) {
 			wantCode(t, run(t, "alice-password\n", "--server", limited.Addr, "login", "alice", "--password-stdin"), 0)
 		}, "alice-password\n", []string{"--server", limited.Addr, "login", "alice", "--password-stdin"}, 1,
-			"error: too many login and register attempts from your address; slow down (rate_limited)", "hint: too many attempts: wait a minute, then try again"},
+			"error: too many login and register attempts from your address; slow down (rate_limited)", "hint: too many attempts: wait 17 minutes, then try again"}, // the rate above: 1 per 1000s
 		{"token revoked", func(t *testing.T) {
 			login(t, "alice", "alice-password")
 			saved := readCredentials(t)
@@ -137,5 +138,43 @@ func TestSessionExpiredJSON(t *testing.T) {
 	m := decodeJSON(t, r.out)
 	if m["ok"] != false || m["error"] != "session_expired" || m["hint"] != "token expired: run authline login" || r.err != "" {
 		t.Fatalf("JSON %v, stderr %q", m, r.err)
+	}
+}
+
+// TestRateLimitedJSON: a refusal that says when to try again carries it in
+// the JSON object, in seconds, and in the hint.
+func TestRateLimitedJSON(t *testing.T) {
+	limited := servertest.Start(t, servertest.Options{IPRateLimit: &auth.IPRateLimit{PerSecond: 0.02, Burst: 1}})
+	limited.AddUser(t, "alice", "alice-password", "user")
+	s := "--server=" + limited.Addr
+	wantCode(t, run(t, "alice-password\n", s, "login", "alice", "--password-stdin"), 0)
+	r := run(t, "alice-password\n", s, "-o", "json", "login", "alice", "--password-stdin")
+	wantCode(t, r, 1)
+	m := decodeJSON(t, r.out)
+	// One token per 50s: the next one is 49 to 50 seconds away.
+	after, _ := m["retry_after"].(float64)
+	if m["ok"] != false || m["error"] != "rate_limited" || m["status"] != 429.0 || after < 45 || after > 50 {
+		t.Fatalf("JSON %v, stderr %q", m, r.err)
+	}
+	if want := fmt.Sprintf("too many attempts: wait %d seconds, then try again", int(after)); m["hint"] != want {
+		t.Errorf("hint %q, want %q", m["hint"], want)
+	}
+}
+
+func TestWaitText(t *testing.T) {
+	for _, tc := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{time.Second, "1 second"},
+		{1500 * time.Millisecond, "2 seconds"},
+		{59 * time.Second, "59 seconds"},
+		{time.Minute, "1 minute"},
+		{61 * time.Second, "2 minutes"},
+		{1000 * time.Second, "17 minutes"},
+	} {
+		if got := waitText(tc.d); got != tc.want {
+			t.Errorf("waitText(%v) = %q, want %q", tc.d, got, tc.want)
+		}
 	}
 }
