@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -200,6 +201,10 @@ func TestAdminUnlock(t *testing.T) {
 	}
 	_, err := c.Login(ctx, "alice", "kitten-orbit-42", "")
 	wantCode(t, err, protocol.CodeRateLimited)
+	// The refusal says how long the throttle lasts (BaseDelay: a minute).
+	if pe := (*protocol.Error)(nil); !errors.As(err, &pe) || pe.RetryAfter <= 0 || pe.RetryAfter > time.Minute {
+		t.Fatalf("throttled Login: RetryAfter of %v, want up to a minute", err)
+	}
 	u, err := c.User(ctx, root, "alice")
 	if err != nil || !u.Throttled || u.RetryAfter <= 0 {
 		t.Fatalf("User after failed logins = %+v, %v; want throttled", u, err)

@@ -8,7 +8,9 @@
 //     and no new connection could take over, see below):
 //     errors.Is(err, ErrConnection) is true;
 //   - the server answered and refused: the error is a *protocol.Error
-//     (errors.As) with the wire Code and Status, and the Client stays usable.
+//     (errors.As) with the wire Code and Status, and RetryAfter when the
+//     server said how long to wait (rate_limited, a full hashing queue);
+//     the Client stays usable.
 //
 // # Reconnection
 //
