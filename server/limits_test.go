@@ -434,7 +434,7 @@ func TestIdleConnectionsRenewStacks(t *testing.T) {
 		w.expect("GET protected", 200, "")
 		wires = append(wires, w)
 	}
-	time.Sleep(250 * time.Millisecond)
+	waitRenewed(t, clients)
 	perConn := (stackInUse() - stack0) / clients
 	t.Logf("stack per idle connection: %d bytes", perConn)
 	// 2 KiB each, and some for the pools the stacks come from.
@@ -524,7 +524,13 @@ func waitRenewed(t *testing.T, n int) {
 	t.Helper()
 	waitFor(t, func() bool {
 		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
+		for {
+			if m := runtime.Stack(buf, true); m < len(buf) {
+				buf = buf[:m]
+				break
+			}
+			buf = make([]byte, 2*len(buf))
+		}
 		return bytes.Count(buf, []byte("created by github.com/authline/authline/server.(*conn).renew")) >= n
 	})
 }
