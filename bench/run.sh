@@ -8,9 +8,11 @@
 #   BENCH_PHASES="flood idle" bash bench/run.sh   # only some phases
 #
 # Phases (BENCH_PHASES, default all, in this order):
-#   load     authlined workloads: get-session (plain and pipelined),
-#            get-token, ping, mixed, login (cost 12, 64 clients)
-#   redis    the same generator in raw mode against Redis: PING, pipelined
+#   load     authlined workloads: get-session, get-token, ping,
+#            get-session pipelined, mixed, login (cost 12, 64 clients)
+#   redis    the same generator in raw mode against Redis: PING before
+#            get-session and after ping, pipelined PING after the
+#            pipelined get-session (inside load when both run)
 #   flood    session GETs at a fixed rate during a 64-client LOGIN flood,
 #            for three configurations of authlined (see FLOOD_CONFIGS)
 #   idle     RSS per idle logged-in connection at 10,000 connections,
@@ -30,6 +32,7 @@
 #   BENCH_PIPELINE        depth of the pipelined runs (default 16)
 #   BENCH_FLOOD_DURATION  measured time of each flood run (default: BENCH_DURATION)
 #   BENCH_FLOOD_WARMUP    time before the flood's measurement starts (default 2s)
+#   BENCH_WARMUP          unmeasured time before each load and Redis workload (default 2s)
 #   BENCH_FLOOD_GET_CONNS connections sending session GETs during the flood (default 10)
 #   BENCH_FLOOD_GET_RATE  their requests/s, in all (default 1000)
 #   BENCH_FLOOD_CONFIGS   authlined configurations of the flood (see FLOOD_CONFIGS)
@@ -55,6 +58,7 @@ LOGIN_CONNS=${BENCH_LOGIN_CONNS:-64}
 PIPELINE=${BENCH_PIPELINE:-16}
 FLOOD_DURATION=${BENCH_FLOOD_DURATION:-$DURATION}
 FLOOD_WARMUP=${BENCH_FLOOD_WARMUP:-2s}
+WARMUP=${BENCH_WARMUP:-2s}
 FLOOD_GET_CONNS=${BENCH_FLOOD_GET_CONNS:-10}
 FLOOD_GET_RATE=${BENCH_FLOOD_GET_RATE:-1000}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
@@ -238,18 +242,72 @@ wait_file() {
 	done
 }
 
+# --- Redis ------------------------------------------------------------------------
+redis_up() {
+	if command -v redis-cli >/dev/null 2>&1; then
+		redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG
+	else
+		(exec 3<>"/dev/tcp/$REDIS_HOST/$REDIS_PORT") 2>/dev/null
+	fi
+}
+REDIS=0
+REDIS_NOTE=""
+if phase redis || phase idle; then
+	if redis_up; then
+		REDIS=1
+	else
+		if ! command -v redis-server >/dev/null 2>&1; then
+			if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+				log "installing redis-server with apt-get"
+				apt-get install -y redis-server >&2 || true
+			fi
+		fi
+		if command -v redis-server >/dev/null 2>&1; then
+			log "starting redis-server on $REDIS_ADDR"
+			redis-server --daemonize yes --bind "$REDIS_HOST" --port "$REDIS_PORT" --save "" --appendonly no \
+				--maxclients $((IDLE_CONNS + 100)) >&2
+			STARTED_REDIS=1
+			for _ in $(seq 1 100); do
+				redis_up && break
+				sleep 0.05
+			done
+			redis_up && REDIS=1
+		fi
+		if [[ $REDIS == 0 ]]; then
+			REDIS_NOTE="Redis not available on $REDIS_ADDR (redis-server missing and not root, or it did not start): Redis rows skipped."
+			log "$REDIS_NOTE"
+		fi
+	fi
+fi
 # --- load ---------------------------------------------------------------------
+# Redis PING is measured next to the workloads it is compared with: before
+# and after the unpipelined ones (the ratio takes the mean of the two), and
+# right after the pipelined one. On a shared machine the load drifts over
+# minutes; measured side by side, both sides of a ratio see the same.
+redis_bench() { # redis_bench NAME [ARGS...]: Redis PING, if Redis is here and the phase is on
+	if [[ $REDIS == 1 ]] && phase redis; then
+		local name=$1
+		shift
+		bench "$name" --server "$REDIS_ADDR" --raw PING --conns "$CONNS" --warmup "$WARMUP" --duration "$DURATION" "$@"
+	fi
+}
 if phase load; then
 	start_server load - "${SERVE_OPTS[@]}"
-	bench get-session --server "$ADDR" --workload get-session --conns "$CONNS" --duration "$DURATION"
-	bench get-session-p --server "$ADDR" --workload get-session --conns "$CONNS" --pipeline "$PIPELINE" --duration "$DURATION"
-	bench get-token --server "$ADDR" --workload get-token --conns "$CONNS" --duration "$DURATION"
-	bench ping --server "$ADDR" --workload ping --conns "$CONNS" --duration "$DURATION"
-	bench mixed --server "$ADDR" --workload mixed --conns "$CONNS" --duration "$DURATION"
+	redis_bench redis-ping-before
+	bench get-session --server "$ADDR" --workload get-session --conns "$CONNS" --warmup "$WARMUP" --duration "$DURATION"
+	bench get-token --server "$ADDR" --workload get-token --conns "$CONNS" --warmup "$WARMUP" --duration "$DURATION"
+	bench ping --server "$ADDR" --workload ping --conns "$CONNS" --warmup "$WARMUP" --duration "$DURATION"
+	redis_bench redis-ping-after
+	bench get-session-p --server "$ADDR" --workload get-session --conns "$CONNS" --pipeline "$PIPELINE" --warmup "$WARMUP" --duration "$DURATION"
+	redis_bench redis-ping-p --pipeline "$PIPELINE"
+	bench mixed --server "$ADDR" --workload mixed --conns "$CONNS" --warmup "$WARMUP" --duration "$DURATION"
 	# The LOGINs that mixed left in the hash queue would slow the login run.
 	wait_quiet "$SERVER_PID"
-	bench login --server "$ADDR" --workload login --conns "$LOGIN_CONNS" --duration "$LOGIN_DURATION"
+	bench login --server "$ADDR" --workload login --conns "$LOGIN_CONNS" --warmup "$WARMUP" --duration "$LOGIN_DURATION"
 	stop_server
+else
+	redis_bench redis-ping-before
+	redis_bench redis-ping-p --pipeline "$PIPELINE"
 fi
 
 # --- flood: session GETs at a fixed rate during a login flood ----------------------
@@ -332,47 +390,6 @@ if phase idle; then
 	stop_server
 fi
 
-# --- Redis ------------------------------------------------------------------------
-redis_up() {
-	if command -v redis-cli >/dev/null 2>&1; then
-		redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG
-	else
-		(exec 3<>"/dev/tcp/$REDIS_HOST/$REDIS_PORT") 2>/dev/null
-	fi
-}
-REDIS=0
-REDIS_NOTE=""
-if phase redis || phase idle; then
-	if redis_up; then
-		REDIS=1
-	else
-		if ! command -v redis-server >/dev/null 2>&1; then
-			if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
-				log "installing redis-server with apt-get"
-				apt-get install -y redis-server >&2 || true
-			fi
-		fi
-		if command -v redis-server >/dev/null 2>&1; then
-			log "starting redis-server on $REDIS_ADDR"
-			redis-server --daemonize yes --bind "$REDIS_HOST" --port "$REDIS_PORT" --save "" --appendonly no \
-				--maxclients $((IDLE_CONNS + 100)) >&2
-			STARTED_REDIS=1
-			for _ in $(seq 1 100); do
-				redis_up && break
-				sleep 0.05
-			done
-			redis_up && REDIS=1
-		fi
-		if [[ $REDIS == 0 ]]; then
-			REDIS_NOTE="Redis not available on $REDIS_ADDR (redis-server missing and not root, or it did not start): Redis rows skipped."
-			log "$REDIS_NOTE"
-		fi
-	fi
-fi
-if [[ $REDIS == 1 ]] && phase redis; then
-	bench redis-ping --server "$REDIS_ADDR" --raw PING --conns "$CONNS" --duration "$DURATION"
-	bench redis-ping-p --server "$REDIS_ADDR" --raw PING --conns "$CONNS" --pipeline "$PIPELINE" --duration "$DURATION"
-fi
 REDIS_IDLE_NOTE=""
 if [[ $REDIS == 1 ]] && phase idle; then
 	# Redis's RSS can be read only if it runs here, as a process we can see.
@@ -444,6 +461,13 @@ for f in "$WORK"/*.json; do
 	read -r RPS[$name] P50[$name] P99[$name] P999[$name] ERR[$name] SETUP[$name] < <(summary "$f")
 done
 has() { [[ -n ${RPS[$1]:-} ]]; }
+# The Redis PING baseline: the mean of the runs before and after the
+# unpipelined workloads, or the one there is.
+if has redis-ping-before && has redis-ping-after; then
+	RPS[redis-ping]=$(awk -v a="${RPS[redis-ping-before]}" -v b="${RPS[redis-ping-after]}" 'BEGIN { print (a + b) / 2 }')
+elif has redis-ping-before; then
+	RPS[redis-ping]=${RPS[redis-ping-before]}
+fi
 
 ratio() { # ratio A B: A/B with two decimals, or "n/a"
 	if [[ -z ${1:-} || -z ${2:-} ]]; then
@@ -468,7 +492,7 @@ plain() { # plain LABEL RESULT: a row without requests or latencies
 CPU=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
 echo
 echo "Machine: ${CORES} cores (nproc), ${CPU:-unknown CPU}; Linux $(uname -r); $(go version | awk '{ print $3, $4 }'); $(date -u '+%Y-%m-%d %H:%M UTC')"
-echo "Run: phases${PHASES% }; duration ${DURATION} per workload (login ${LOGIN_DURATION}), ${CONNS} connections (login ${LOGIN_CONNS}), pipeline ${PIPELINE}; authlined ${SERVE_OPTS[*]}, SQLite store"
+echo "Run: phases${PHASES% }; duration ${DURATION} per workload (login ${LOGIN_DURATION}), each after ${WARMUP} of warm-up, ${CONNS} connections (login ${LOGIN_CONNS}), pipeline ${PIPELINE}; authlined ${SERVE_OPTS[*]}, SQLite store"
 phase flood && echo "Flood: ${FLOOD_GET_CONNS} connections sending session GETs at ${FLOOD_GET_RATE}/s in all, during ${LOGIN_CONNS} connections sending LOGIN; both measured for ${FLOOD_DURATION} after ${FLOOD_WARMUP} of warm-up"
 phase idle && echo "Idle: ${IDLE_CONNS} connections logged in (authlined --bcrypt-cost 4 --max-conns 0 --idle-timeout 0; Redis: one PING each), RSS (VmRSS) read before and ${IDLE_WAIT}s after the last was set up"
 [[ -n $BCRYPT_LIMIT ]] && echo "bcrypt cost 12: ${BCRYPT_NS} ns/hash (BenchmarkBcryptCost12) -> limit ${CORES} / $(awk -v ns="$BCRYPT_NS" 'BEGIN { printf "%.4f", ns / 1e9 }') s = ${BCRYPT_LIMIT} hashes/s"
@@ -510,8 +534,9 @@ if [[ -f $WORK/alloc.txt ]]; then
 	done < <(awk '/^Benchmark/ { ns = b = a = "?"; for (i = 1; i < NF; i++) { if ($(i+1) == "ns/op") ns = $i; if ($(i+1) == "B/op") b = $i; if ($(i+1) == "allocs/op") a = $i } print $1, ns, b, a }' "$WORK/alloc.txt")
 fi
 if has redis-ping; then
-	row redis-ping "Redis PING (raw), ${CONNS} conns" "baseline"
-	row redis-ping-p "Redis PING (raw), ${CONNS} conns, pipeline ${PIPELINE}" "baseline"
+	has redis-ping-before && row redis-ping-before "Redis PING (raw), ${CONNS} conns, before get-session" "baseline (mean $(rate "${RPS[redis-ping]}") requests/s)"
+	has redis-ping-after && row redis-ping-after "Redis PING (raw), ${CONNS} conns, after ping" "baseline (mean $(rate "${RPS[redis-ping]}") requests/s)"
+	has redis-ping-p && row redis-ping-p "Redis PING (raw), ${CONNS} conns, pipeline ${PIPELINE}, after get-session pipelined" "baseline"
 fi
 
 # --- targets -------------------------------------------------------------------------
