@@ -674,16 +674,7 @@ func confRoundTrip(t *testing.T, nc net.Conn, r *bufio.Reader, line string) map[
 
 func confRecv(t *testing.T, nc net.Conn, r *bufio.Reader) map[string]any {
 	t.Helper()
-	nc.SetReadDeadline(time.Now().Add(conformanceReadTimeout))
-	line, err := r.ReadBytes('\n')
-	if err != nil {
-		t.Fatalf("read: %v (got %q)", err, line)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(line, &m); err != nil {
-		t.Fatalf("%q: %v", line, err)
-	}
-	return m
+	return servertest.ReadJSON[map[string]any](t, nc, r, time.Now().Add(conformanceReadTimeout))
 }
 
 // TestConformanceOrderlyClose checks, with more unread input than the

@@ -60,16 +60,7 @@ func (w *wire) send(line string) {
 
 func (w *wire) recv() protocol.Message {
 	w.t.Helper()
-	w.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
-	line, err := w.r.ReadBytes('\n')
-	if err != nil {
-		w.t.Fatalf("recv: %v (partial %q)", err, line)
-	}
-	var m protocol.Message
-	if err := json.Unmarshal(line, &m); err != nil {
-		w.t.Fatalf("response %q is not JSON: %v", line, err)
-	}
-	return m
+	return servertest.ReadJSON[protocol.Message](w.t, w.nc, w.r, time.Now().Add(10*time.Second))
 }
 
 // do sends a line and returns the response.

@@ -325,16 +325,7 @@ func e2eGreet(t *testing.T, nc net.Conn) *e2eConn {
 
 func (c *e2eConn) recv() map[string]any {
 	c.t.Helper()
-	c.nc.SetReadDeadline(time.Now().Add(e2eReadTimeout))
-	line, err := c.r.ReadBytes('\n')
-	if err != nil {
-		c.t.Fatalf("read: %v (got %q)", err, line)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(line, &m); err != nil {
-		c.t.Fatalf("server sent %q: %v", line, err)
-	}
-	return m
+	return servertest.ReadJSON[map[string]any](c.t, c.nc, c.r, time.Now().Add(e2eReadTimeout))
 }
 
 // do sends a request, a JSON object given as a map or an inline line as a

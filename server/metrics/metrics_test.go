@@ -3,7 +3,6 @@ package metrics_test
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -154,16 +153,7 @@ func (c *client) send(line string) {
 
 func (c *client) recv() map[string]any {
 	c.t.Helper()
-	c.nc.SetReadDeadline(time.Now().Add(timeout))
-	line, err := c.r.ReadBytes('\n')
-	if err != nil {
-		c.t.Fatalf("read: %v (got %q)", err, line)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(line, &m); err != nil {
-		c.t.Fatalf("server sent %q: %v", line, err)
-	}
-	return m
+	return servertest.ReadJSON[map[string]any](c.t, c.nc, c.r, time.Now().Add(timeout))
 }
 
 // expect sends a line and checks the response's status.

@@ -139,6 +139,26 @@ func closedAddr(t *testing.T) string {
 	return addr
 }
 
+// silentAddr is the address of a peer that accepts one connection and
+// never answers, not even with a greeting: only a timeout ends a wait on
+// it. It is closed when the test ends.
+func silentAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		conn, err := ln.Accept()
+		if err == nil {
+			conn.Read(make([]byte, 1)) // until the client hangs up
+			conn.Close()
+		}
+	}()
+	return ln.Addr().String()
+}
+
 // clock is a settable time source for the server, to expire tokens.
 type clock struct{ offset atomic.Int64 }
 

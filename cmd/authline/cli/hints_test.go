@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -21,19 +20,7 @@ func TestErrorHints(t *testing.T) {
 	limited.AddUser(t, "alice", "alice-password", "user")
 	closed := closedAddr(t)
 
-	// A peer that accepts and never answers.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		conn, err := ln.Accept()
-		if err == nil {
-			conn.Read(make([]byte, 1)) // until the client hangs up
-			conn.Close()
-		}
-	}()
+	silent := silentAddr(t)
 
 	login := func(t *testing.T, user, pw string) {
 		t.Helper()
@@ -59,8 +46,8 @@ func TestErrorHints(t *testing.T) {
 			writeCredentials(t, c)
 		}, "", []string{"--server", closed, "get", "protected"}, 3,
 			"error: connection error: ", "hint: is authlined running at " + closed + "? (set --server or AUTHLINE_SERVER)"},
-		{"timeout", nil, "", []string{"--server", ln.Addr().String(), "--timeout", "200ms", "ping"}, 3,
-			"error: connection error: ", "hint: the server at " + ln.Addr().String() + " did not answer within --timeout 200ms; is it overloaded, or is this the right address?"},
+		{"timeout", nil, "", []string{"--server", silent, "--timeout", "200ms", "ping"}, 3,
+			"error: connection error: ", "hint: the server at " + silent + " did not answer within --timeout 200ms; is it overloaded, or is this the right address?"},
 		{"forbidden", func(t *testing.T) { login(t, "alice", "alice-password") }, "", []string{s, "get", "admin"}, 1,
 			"error: the admin resource requires the admin role (forbidden)", "hint: this needs the admin role: log in as an admin with authline login"},
 		{"forbidden admin command", func(t *testing.T) { login(t, "alice", "alice-password") }, "", []string{s, "admin", "users"}, 1,
