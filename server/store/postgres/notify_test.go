@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/authline/authline/server/store"
 	"github.com/authline/authline/server/store/postgres/pgtest"
 )
@@ -214,7 +216,7 @@ func TestWaitForChangeCancel(t *testing.T) {
 }
 
 // listenerPIDs returns the server pids of the sessions listening for the
-// store in schema (newSchema sets the application_name to the schema).
+// store in schema (pgtest.Schema sets the application_name to the schema).
 func listenerPIDs(t *testing.T, schema string) []int32 {
 	t.Helper()
 	rows, err := pgtest.Connect(t, pgtest.BaseDSN(t)).Query(t.Context(), `SELECT pid FROM pg_stat_activity
@@ -222,16 +224,8 @@ func listenerPIDs(t *testing.T, schema string) []int32 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rows.Close()
-	var pids []int32
-	for rows.Next() {
-		var pid int32
-		if err := rows.Scan(&pid); err != nil {
-			t.Fatal(err)
-		}
-		pids = append(pids, pid)
-	}
-	if err := rows.Err(); err != nil {
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
 		t.Fatal(err)
 	}
 	return pids
